@@ -1,0 +1,129 @@
+"""Pretrained weights for :class:`cb_transfer.ViT`: read a local file, convert it, load it strictly.
+
+Accepted: .pth/.pt/.bin (read with ``torch.load(weights_only=True)``: files from outside are
+untrusted) and .safetensors; timm, DeiT and CB key layouts (the same names: plain CB adds no keys,
+the scaled variant adds ``blocks.N.cb.strength``); wrapped in ``model``/``state_dict``/``module``
+and prefixed with ``module.`` or ``backbone.`` (a whole mmseg/mmdet checkpoint gives its
+backbone). Classifier heads and DeiT's distillation token are dropped, the position embedding is
+resized to the model's grid with timm's own ``checkpoint_filter_fn``. Any backbone weight that is
+missing or mis-shaped stops the load with the names listed.
+"""
+import pickle
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from timm.models.vision_transformer import checkpoint_filter_fn
+
+CONFIG_KEY = 'model.backbone.init_cfg.checkpoint'
+WRAPPER_KEYS = ('state_dict', 'model', 'module')
+# Keys of an ImageNet classifier that a backbone does not have.
+CLASSIFIER_PREFIXES = ('head.', 'head_dist.', 'fc_norm.', 'pre_logits.')
+
+
+def read_state_dict(path: str, prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """Read the tensors of a checkpoint file, unwrapped and without module/backbone prefixes.
+
+    Args:
+        path: A local .pth/.pt/.bin/.safetensors file.
+        prefix: Keep only keys under this prefix, stripped (e.g. ``'backbone.'``). By default a
+            checkpoint of a whole mmseg/mmdet model gives its ``backbone.`` keys.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"pretrained checkpoint '{path}' not found ({CONFIG_KEY}). The README's section "
+            "'Pretrained weights' says where to get each file and how to check it; "
+            'set model.backbone.init_cfg=None to train from scratch.')
+    if file.suffix == '.safetensors':
+        from safetensors.torch import load_file
+        checkpoint = load_file(str(file), device='cpu')
+    else:
+        try:
+            checkpoint = torch.load(file, map_location='cpu', weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise RuntimeError(
+                f"refused to load '{path}' ({CONFIG_KEY}): it holds Python objects that torch's "
+                f'weights-only loader does not allow, and a checkpoint from outside is untrusted. '
+                f'Convert it to a plain state dict or .safetensors where it came from.\n{err}'
+            ) from err
+
+    while isinstance(checkpoint, dict):
+        key = next((k for k in WRAPPER_KEYS if isinstance(checkpoint.get(k), dict)), None)
+        if key is None:
+            break
+        checkpoint = checkpoint[key]
+    state = {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise ValueError(f"'{path}' ({CONFIG_KEY}) holds no tensors")
+
+    if all(k.startswith('module.') for k in state):
+        state = {k[len('module.'):]: v for k, v in state.items()}
+    if prefix is None and any(k.startswith('backbone.') for k in state):
+        prefix = 'backbone.'
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not state:
+            raise ValueError(f"'{path}' ({CONFIG_KEY}) has no keys under the prefix '{prefix}'")
+    return state
+
+
+def convert_to_vit(state: Dict[str, torch.Tensor],
+                   model: nn.Module) -> Tuple[Dict[str, torch.Tensor], List[str], List[str]]:
+    """Bring a timm/DeiT/CB state dict to ``model``'s keys and grid.
+
+    Returns:
+        (state dict, names dropped, notes on what was resized).
+    """
+    dropped = [k for k in state if k.startswith(CLASSIFIER_PREFIXES)]
+    if getattr(model, 'norm', None) is None:  # final_norm=False: the backbone has no final norm
+        dropped += [k for k in state if k.startswith('norm.')]
+    state = {k: v for k, v in state.items() if k not in dropped}
+    if 'dist_token' in state:
+        # distilled DeiT: position rows are (class, distillation, patches)
+        dropped.append('dist_token')
+        del state['dist_token']
+        if 'pos_embed' in state:
+            pos = state['pos_embed']
+            state['pos_embed'] = torch.cat([pos[:, :1], pos[:, 2:]], dim=1)
+    notes = []
+    old_pos = state.get('pos_embed')
+    state = checkpoint_filter_fn(state, model)
+    if old_pos is not None and state['pos_embed'].shape != old_pos.shape:
+        notes.append(f'pos_embed {tuple(old_pos.shape)} -> {tuple(state["pos_embed"].shape)} '
+                     f'(grid {tuple(model.patch_embed.grid_size)})')
+    return state, sorted(dropped), notes
+
+
+def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None) -> None:
+    """Load a pretrained checkpoint into a :class:`cb_transfer.ViT`, refusing a partial load.
+
+    The scaled CB strengths may be absent (a plain or plain-CB checkpoint): they keep their
+    initial 0.5. Every other missing or mis-shaped weight, and any key the model does not have,
+    raises with the names listed.
+    """
+    state, dropped, notes = convert_to_vit(read_state_dict(path, prefix), model)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith('.cb.strength')]
+    unexpected = [k for k in state if k not in own]
+    mis_shaped = [f'{k}: checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)}'
+                  for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or mis_shaped:
+        problems = [f'{title} ({len(names)}): {", ".join(names[:20])}'
+                    + (' ...' if len(names) > 20 else '')
+                    for title, names in (('missing', missing), ('unexpected', unexpected),
+                                         ('mis-shaped', mis_shaped)) if names]
+        raise RuntimeError(
+            f"pretrained checkpoint '{path}' ({CONFIG_KEY}) does not fit cb_transfer.ViT("
+            f"arch={getattr(model, 'arch', '?')!r}, {getattr(model, 'num_layers', '?')} blocks):\n  "
+            + '\n  '.join(problems))
+    model.load_state_dict(state, strict=False)
+    kept_init = [k for k in own if k not in state]
+    print_log(
+        f"loaded {len(state)} tensors from '{path}'"
+        + (f'; resized {"; ".join(notes)}' if notes else '')
+        + (f'; dropped {", ".join(dropped)}' if dropped else '')
+        + (f'; kept the initial value of {len(kept_init)} CB strengths' if kept_init else ''),
+        logger='current')

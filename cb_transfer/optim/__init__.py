@@ -1,0 +1,4 @@
+"""Optimizer-wrapper constructors registered in ``cb_transfer``'s registry."""
+from .layer_decay import LayerDecayOptimWrapperConstructor
+
+__all__ = ['LayerDecayOptimWrapperConstructor']
