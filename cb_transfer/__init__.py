@@ -8,7 +8,7 @@ from .safe_load import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()
 
-from . import models, optim  # noqa: E402,F401  (registers the modules)
-from .registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS  # noqa: E402,F401
+from . import engine, models, optim  # noqa: E402,F401  (registers the modules)
+from .registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS  # noqa: E402,F401
 
 __version__ = '0.1.0'

@@ -5,6 +5,7 @@ this module by itself (``{scope}.registry``), finds these registries among the c
 root registries, and imports the ``locations`` below, which register the modules. No import has to
 be written anywhere; ``custom_imports=dict(imports=['cb_transfer'])`` works as well.
 """
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import Registry
@@ -14,3 +15,5 @@ MODELS = Registry('model', parent=MMENGINE_MODELS, scope='cb_transfer',
 OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
                                       parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
                                       scope='cb_transfer', locations=['cb_transfer.optim'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='cb_transfer',
+                 locations=['cb_transfer.engine'])

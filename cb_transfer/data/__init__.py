@@ -1,0 +1,4 @@
+"""Generated data sets in ADE20K and COCO layout, for the CPU smoke pipeline."""
+from .synthetic import COCO_CLASSES, make_ade20k, make_coco, make_smoke_data
+
+__all__ = ['COCO_CLASSES', 'make_ade20k', 'make_coco', 'make_smoke_data']

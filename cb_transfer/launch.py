@@ -1,0 +1,159 @@
+"""Training and testing entry points behind ``tools/train.py`` and ``tools/test.py``.
+
+One code path for segmentation and detection: the config's ``default_scope`` (``mmseg`` or
+``mmdet``, set by the base configs it inherits) decides which registries the Runner uses. The
+suite (``cb_transfer.suite``) calls these same functions.
+
+On a machine without CUDA, a distributed launch (``--launcher pytorch`` under torchrun) runs on
+the gloo backend: mmengine's own set-up calls ``torch.cuda.set_device`` and wraps the model with
+``device_ids=[LOCAL_RANK]``, both of which fail on CPU (SETUP_NOTES trap 4), so we start the
+process group ourselves and wrap without device ids.
+"""
+import argparse
+import itertools
+import logging
+import os
+import os.path as osp
+import sys
+import time
+from typing import List, Optional
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+TOOLS_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools')
+
+
+def forget_tools_dir() -> None:
+    """Take ``tools/`` off ``sys.path``, where Python puts it for ``python tools/X.py``.
+
+    ``tools/tabulate.py`` there would shadow the ``tabulate`` package that torch imports (at
+    exit, to report compile times), so every entry point calls this first.
+    """
+    sys.path[:] = [p for p in sys.path if osp.abspath(p or '.') != TOOLS_DIR]
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='where to save logs and checkpoints '
+                        '(default: ./work_dirs/<config name>)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, e.g. train_cfg.max_iters=100 '
+                        'randomness.seed=1')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
+                launcher: str = 'none') -> Config:
+    """Read a config the way mmseg's and mmdet's tools do, and prepare it for this machine."""
+    if not osp.isfile(config):
+        raise FileNotFoundError(f"config file '{config}' not found")
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    if launcher != 'none' and not torch.cuda.is_available():
+        _prepare_cpu_distributed(cfg, launcher)
+    return cfg
+
+
+def _replace_sync_bn(node):
+    """SyncBN has no CPU kernel; a CPU process group trains with per-process BN instead."""
+    if isinstance(node, dict):
+        if node.get('type') in ('SyncBN', 'MMSyncBN'):
+            node['type'] = 'BN'
+        for value in node.values():
+            _replace_sync_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _replace_sync_bn(value)
+
+
+def _prepare_cpu_distributed(cfg: Config, launcher: str) -> None:
+    if launcher != 'pytorch':
+        raise RuntimeError(f"--launcher {launcher} needs CUDA; on a CPU machine use torchrun "
+                           "with --launcher pytorch (tools/dist_train.sh), which runs on gloo")
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.env_cfg = dict(cfg.get('env_cfg', {}), dist_cfg=dict(backend='gloo'))
+    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                 broadcast_buffers=False,
+                                 find_unused_parameters=cfg.get('find_unused_parameters', False))
+    _replace_sync_bn(cfg.model)
+    print_log(f'CPU distributed run: gloo backend, rank {dist.get_rank()} of '
+              f'{dist.get_world_size()}, SyncBN replaced by BN', logger='current')
+
+
+_runners_built = itertools.count(1)
+
+
+def build_runner(cfg: Config) -> Runner:
+    """mmengine's Runner for ``cfg``. Several can be built in one process (the suite does): each
+    gets its own experiment name and visualizer, which mmengine keeps as named singletons, so that
+    a later run does not write its logs into an earlier run's folder."""
+    count = next(_runners_built)
+    stem = osp.splitext(osp.basename(cfg.filename or 'config'))[0]
+    cfg.experiment_name = f'{stem}_{time.strftime("%Y%m%d_%H%M%S")}_{os.getpid()}_{count}'
+    if cfg.get('visualizer'):
+        cfg.visualizer.name = cfg.experiment_name
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def train(cfg: Config, resume: bool = False, amp: bool = False) -> Runner:
+    """Train (and validate, as the config's loop says) with mmengine's Runner."""
+    if amp:
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+            print_log('AMP training is already enabled in the config.', logger='current',
+                      level=logging.WARNING)
+        else:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+    cfg.resume = resume
+    runner = build_runner(cfg)
+    runner.train()
+    return runner
+
+
+def test(cfg: Config, checkpoint: str) -> dict:
+    """Evaluate ``checkpoint`` on the config's test set; returns the metrics."""
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f"checkpoint '{checkpoint}' not found")
+    cfg.load_from = checkpoint
+    return build_runner(cfg).test()
+
+
+def main_train(argv: Optional[List[str]] = None) -> None:
+    forget_tools_dir()
+    parser = argparse.ArgumentParser(description='Train a cb_transfer (mmseg or mmdet) config')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--resume', action='store_true',
+                        help='resume from the latest checkpoint in the work dir')
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = load_config(args.config, args.work_dir, args.cfg_options, args.launcher)
+    train(cfg, resume=args.resume, amp=args.amp)
+
+
+def main_test(argv: Optional[List[str]] = None) -> None:
+    forget_tools_dir()
+    parser = argparse.ArgumentParser(description='Test a checkpoint of a cb_transfer config')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = load_config(args.config, args.work_dir, args.cfg_options, args.launcher)
+    test(cfg, args.checkpoint)

@@ -1,0 +1,11 @@
+# Semantic FPN + DeiT-B, plain arm, on ADE20K.
+_base_ = '../_base_/fpn_vit_ade20k.py'
+model = dict(
+    backbone=dict(
+        arch='deit_base_patch16_224',
+        init_cfg=dict(checkpoint='pretrain/deit_base_patch16_224-b5f2ef4d.pth')),
+    neck=[
+        dict(type='MultiLevelNeck', in_channels=[768, 768, 768, 768], out_channels=256,
+             scales=[4, 2, 1, 0.5]),
+        dict(type='FPN', in_channels=[256, 256, 256, 256], out_channels=256, num_outs=4),
+    ])

@@ -1,0 +1,8 @@
+# UPerNet + DeiT-Ti, plain arm: mmseg's DeiT UPerNet recipe on ADE20K.
+_base_ = '../_base_/upernet_vit_ade20k.py'
+model = dict(
+    backbone=dict(
+        arch='deit_tiny_patch16_224',
+        init_cfg=dict(checkpoint='pretrain/deit_tiny_patch16_224-a1311bcf.pth')),
+    decode_head=dict(in_channels=[192, 192, 192, 192]),
+    auxiliary_head=dict(in_channels=192))
