@@ -1,0 +1,193 @@
+"""Pair plain and +CB arms, compute their statistics, and write the table and the plot."""
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .runs import Run
+from .stats import gain, summarize
+
+DEFAULT_METRICS = {'segmentation': ['mIoU'], 'detection': ['coco/bbox_mAP', 'coco/segm_mAP']}
+# Public numbers for plain arms (DESIGN.md): mmseg's model zoo (UPerNet + DeiT, ADE20K, single
+# scale) and ViT-Adapter's plain-ViT Mask R-CNN 3x + MS baselines (DeiT init).
+REFERENCES = {
+    ('ADE20K', 'UPerNet', 'deit_small_patch16_224', '160k', 'mIoU'): 42.87,
+    ('ADE20K', 'UPerNet', 'deit_base_patch16_224', '160k', 'mIoU'): 45.36,
+    ('ADE20K', 'UPerNet', 'deit_small_patch16_224', '80k', 'mIoU'): 42.96,
+    ('ADE20K', 'UPerNet', 'deit_base_patch16_224', '80k', 'mIoU'): 45.24,
+    ('COCO', 'MaskRCNN', 'deit_tiny_patch16_224', '36e', 'coco/bbox_mAP'): 40.2,
+    ('COCO', 'MaskRCNN', 'deit_tiny_patch16_224', '36e', 'coco/segm_mAP'): 37.0,
+    ('COCO', 'MaskRCNN', 'deit_small_patch16_224', '36e', 'coco/bbox_mAP'): 44.0,
+    ('COCO', 'MaskRCNN', 'deit_small_patch16_224', '36e', 'coco/segm_mAP'): 39.9,
+    ('COCO', 'MaskRCNN', 'deit_base_patch16_224', '36e', 'coco/bbox_mAP'): 45.8,
+    ('COCO', 'MaskRCNN', 'deit_base_patch16_224', '36e', 'coco/segm_mAP'): 41.3,
+}
+
+
+@dataclass
+class Row:
+    task: str
+    dataset: str
+    model: str
+    arch: str
+    schedule: str
+    cb_options: str
+    metric: str
+    selection: str
+    plain_n: int
+    plain_mean: Optional[float]
+    plain_std: Optional[float]
+    cb_n: int
+    cb_mean: Optional[float]
+    cb_std: Optional[float]
+    delta: Optional[float]
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+    method: str
+    reference: Optional[float]
+    plain_seeds: List = field(default_factory=list)
+    cb_seeds: List = field(default_factory=list)
+
+
+@dataclass
+class Table:
+    rows: List[Row]
+    notes: List[str]
+    arms: List[Tuple[List[Run], List[Run]]]   # the (plain, +CB) runs behind each row
+
+
+def build_table(runs: Sequence[Run], problems: Sequence[str] = (),
+                metrics: Optional[Sequence[str]] = None, best: bool = False) -> Table:
+    """One row per (experiment, CB variant, metric): the plain arm against the +CB arm."""
+    notes = list(problems)
+    for run in runs:
+        if not run.finished:
+            notes.append(f'incomplete, not tabulated: {run.path} ({"; ".join(run.problems)})')
+    experiments: Dict[str, Dict[str, List[Run]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if run.finished:
+            experiments[run.experiment]['' if not run.cb else run.cb_options].append(run)
+
+    entries = []
+    for arms in experiments.values():
+        plain = arms.get('', [])
+        variants = sorted(k for k in arms if k) or ['']
+        for variant in variants:
+            cb = arms[variant] if variant else []
+            sample = (plain or cb)[0]
+            for metric in metrics or DEFAULT_METRICS[sample.task]:
+                entries.append((_row(sample, variant, metric, plain, cb, best, notes), (plain, cb)))
+    entries.sort(key=lambda e: (e[0].task, e[0].dataset, e[0].model, e[0].arch, e[0].schedule,
+                                e[0].metric, e[0].cb_options))
+    return Table([row for row, _ in entries], notes, [arms for _, arms in entries])
+
+
+def _values(arm: List[Run], metric: str, best: bool, notes: List[str]):
+    out = []
+    for run in arm:
+        value = run.metric(metric, best)
+        if value is None:
+            notes.append(f'{run.path}: no {metric} logged, left out')
+        elif math.isnan(value):
+            notes.append(f'{run.path}: {metric} is NaN, left out')
+        else:
+            out.append((run.seed, value))
+    return out
+
+
+def _row(sample: Run, variant: str, metric: str, plain: List[Run], cb: List[Run], best: bool,
+         notes: List[str]) -> Row:
+    p, c = _values(plain, metric, best, notes), _values(cb, metric, best, notes)
+    ps, cs = summarize([v for _, v in p]), summarize([v for _, v in c])
+    g = gain(p, c) if p and c else None
+    base_arch = sample.arch.split('(')[0]
+    return Row(task=sample.task, dataset=sample.dataset, model=sample.model, arch=sample.arch,
+               schedule=sample.schedule, cb_options=variant or '-', metric=metric,
+               selection='best' if best else 'last',
+               plain_n=ps.n, plain_mean=ps.mean, plain_std=ps.std,
+               cb_n=cs.n, cb_mean=cs.mean, cb_std=cs.std,
+               delta=g.delta if g else None, ci_low=g.ci_low if g else None,
+               ci_high=g.ci_high if g else None,
+               method=g.method if g else 'an arm has no runs',
+               reference=REFERENCES.get((sample.dataset, sample.model, base_arch,
+                                         sample.schedule, metric)),
+               plain_seeds=sorted(s for s, _ in p if s is not None),
+               cb_seeds=sorted(s for s, _ in c if s is not None))
+
+
+def _num(value: Optional[float], digits: int = 2) -> str:
+    return '' if value is None else f'{value:.{digits}f}'
+
+
+def _arm(n: int, mean: Optional[float], std: Optional[float]) -> str:
+    if n == 0:
+        return ''
+    return f'{mean:.2f} ± {std:.2f} (n={n})' if std is not None else f'{mean:.2f} (n={n})'
+
+
+def _gain(row: Row) -> str:
+    if row.delta is None:
+        return ''
+    if row.ci_low is None:
+        return f'{row.delta:+.2f}'
+    return f'{row.delta:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}]'
+
+
+def to_markdown(table: Table, reference: bool = False) -> str:
+    head = ['task', 'data', 'model', 'backbone', 'schedule', 'metric', 'plain', '+CB',
+            'CB variant', 'gain (95% CI)', 'how']
+    if reference:
+        head.append('reference (plain)')
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r in table.rows:
+        cells = [r.task, r.dataset, r.model, r.arch, r.schedule,
+                 f'{r.metric} ({r.selection})', _arm(r.plain_n, r.plain_mean, r.plain_std),
+                 _arm(r.cb_n, r.cb_mean, r.cb_std), r.cb_options, _gain(r), r.method]
+        if reference:
+            cells.append(_num(r.reference))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    text = '\n'.join(lines) + '\n'
+    text += ('\nMetrics in percent (mmdet\'s fractions x 100); mean ± sample std over seeds; gain = '
+             '+CB minus plain, paired by seed where the seeds match.\n')
+    if table.notes:
+        text += '\nNotes:\n' + ''.join(f'- {n}\n' for n in table.notes)
+    return text
+
+
+def to_json(table: Table) -> str:
+    return json.dumps([asdict(r) for r in table.rows], indent=2) + '\n'
+
+
+def to_csv(table: Table) -> str:
+    out = io.StringIO()
+    fields = list(Row.__dataclass_fields__)
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    for r in table.rows:
+        writer.writerow({k: (' '.join(map(str, v)) if isinstance(v, list) else
+                             '' if v is None else v) for k, v in asdict(r).items()})
+    return out.getvalue()
+
+
+def to_latex(table: Table) -> str:
+    def esc(text: str) -> str:
+        return (text.replace('\\', r'\textbackslash{}').replace('_', r'\_').replace('%', r'\%')
+                .replace('&', r'\&').replace('#', r'\#'))
+
+    lines = [r'\begin{tabular}{lllllrrr}', r'\toprule',
+             r'data & model & backbone & schedule & metric & plain & +CB & $\Delta$ (95\% CI) \\',
+             r'\midrule']
+    for r in table.rows:
+        plain = '' if r.plain_mean is None else f'{r.plain_mean:.2f}'
+        cb = '' if r.cb_mean is None else f'{r.cb_mean:.2f}'
+        delta = _gain(r).replace('[', '{[}').replace(']', '{]}')
+        lines.append(' & '.join(esc(x) for x in (r.dataset, r.model, r.arch, r.schedule, r.metric))
+                     + f' & {plain} & {cb} & {delta} \\\\')
+    lines += [r'\bottomrule', r'\end{tabular}']
+    return '\n'.join(lines) + '\n'
+
+
+FORMATS = {'markdown': to_markdown, 'json': to_json, 'csv': to_csv, 'latex': to_latex}

@@ -1,0 +1,295 @@
+"""cb_transfer.results: collecting runs, pairing arms, statistics and the table's outputs."""
+import json
+import struct
+
+import numpy as np
+import pytest
+from mmengine.config import Config
+from scipy import stats
+
+from cb_transfer.results import build_table, collect_runs, gain, paired_gain, summarize
+from cb_transfer.results import unpaired_gain
+from cb_transfer.results.cli import main as tabulate
+
+# ---------------------------------------------------------------- statistics against scipy
+
+PLAIN = [42.1, 42.9, 42.4, 43.3, 42.0]
+CB = [42.6, 43.1, 43.0, 43.9, 42.2]
+
+
+def test_summary_matches_numpy():
+    s = summarize(PLAIN)
+    assert s.n == 5
+    assert s.mean == pytest.approx(np.mean(PLAIN))
+    assert s.std == pytest.approx(np.std(PLAIN, ddof=1))
+    assert summarize([1.0]).std is None and summarize([]).mean is None
+
+
+def test_paired_interval_matches_scipy():
+    g = paired_gain(dict(enumerate(PLAIN)), dict(enumerate(CB)))
+    ci = stats.ttest_rel(CB, PLAIN).confidence_interval(0.95)
+    assert g.delta == pytest.approx(np.mean(np.subtract(CB, PLAIN)))
+    assert (g.ci_low, g.ci_high) == pytest.approx((ci.low, ci.high))
+    assert 'paired' in g.method
+
+
+def test_unpaired_welch_interval_matches_scipy():
+    cb = CB[:3] + [45.0]
+    g = unpaired_gain(PLAIN, cb)
+    ci = stats.ttest_ind(cb, PLAIN, equal_var=False).confidence_interval(0.95)
+    assert g.delta == pytest.approx(np.mean(cb) - np.mean(PLAIN))
+    assert (g.ci_low, g.ci_high) == pytest.approx((ci.low, ci.high))
+    assert 'Welch' in g.method
+
+
+def test_gain_pairs_by_seed_only_when_seeds_match():
+    paired = gain([(0, 1.0), (1, 2.0), (2, 3.5)], [(2, 4.0), (0, 1.5), (1, 2.2)])
+    assert 'paired' in paired.method and paired.delta == pytest.approx((0.5 + 0.2 + 0.5) / 3)
+    unpaired = gain([(0, 1.0), (1, 2.0)], [(5, 1.5), (6, 2.5)])
+    assert 'Welch' in unpaired.method and unpaired.delta == pytest.approx(0.5)
+    single = gain([(0, 1.0)], [(0, 1.4)])
+    assert single.delta == pytest.approx(0.4) and single.ci_low is None
+
+
+# ---------------------------------------------------------------- work_dirs written by hand
+
+def config(task='segmentation', cb=False, seed=0, arch='deit_small_patch16_224', iters=1000,
+           **backbone):
+    if task == 'segmentation':
+        model = dict(type='EncoderDecoder', decode_head=dict(type='UPerHead', num_classes=150),
+                     backbone=dict(type='cb_transfer.ViT', arch=arch, cb=cb, **backbone))
+        data = dict(type='ADE20KDataset', data_root='data/ade')
+        scope = 'mmseg'
+    else:
+        model = dict(type='MaskRCNN', backbone=dict(type='cb_transfer.ViT', arch=arch, cb=cb,
+                                                    **backbone))
+        data = dict(type='CocoDataset', data_root='data/coco')
+        scope = 'mmdet'
+    return dict(default_scope=scope, model=model, randomness=dict(seed=seed),
+                train_dataloader=dict(batch_size=2, num_workers=4, dataset=data),
+                train_cfg=dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=500),
+                optim_wrapper=dict(optimizer=dict(type='AdamW', lr=6e-5)))
+
+
+def write_run(work_dir, cfg, evals, timestamp='20260101_000000', last_train_step=None,
+              extra_lines=()):
+    """Write what mmengine writes: <work_dir>/<timestamp>/vis_data/{config.py,scalars.json}."""
+    vis = work_dir / timestamp / 'vis_data'
+    vis.mkdir(parents=True)
+    Config(cfg).dump(str(vis / 'config.py'))
+    lines = []
+    steps = sorted(evals)
+    last = last_train_step or cfg['train_cfg']['max_iters']
+    for step in range(100, last + 1, 100):
+        lines.append(json.dumps(dict(lr=1e-4, loss=1.0 / step, step=step)))
+        if step in evals:
+            lines.append(json.dumps(dict(**evals[step], data_time=0.01, time=0.1, step=step)))
+    assert all(s <= last for s in steps)
+    (vis / 'scalars.json').write_text('\n'.join(lines + list(extra_lines)) + '\n')
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """UPerNet plain and +CB, three seeds each, and Mask R-CNN plain and +CB, two seeds."""
+    seg = {(False, 0): 42.0, (False, 1): 42.6, (False, 2): 41.8,
+           (True, 0): 42.9, (True, 1): 43.0, (True, 2): 42.1}
+    for (cb, seed), miou in seg.items():
+        write_run(tmp_path / f'seg_cb{cb}_s{seed}', config(cb=cb, seed=seed),
+                  {500: dict(mIoU=miou - 5, aAcc=70.0), 1000: dict(mIoU=miou, aAcc=80.0)})
+    det = {(False, 0): (0.401, 0.370), (False, 1): (0.405, 0.372),
+           (True, 0): (0.410, 0.371), (True, 1): (0.409, 0.380)}
+    for (cb, seed), (box, mask) in det.items():
+        write_run(tmp_path / f'det_cb{cb}_s{seed}', config('detection', cb=cb, seed=seed),
+                  {1000: {'coco/bbox_mAP': box, 'coco/segm_mAP': mask}})
+    return tmp_path, seg, det
+
+
+def rows_by(table):
+    return {(r.task, r.metric): r for r in table.rows}
+
+
+def test_runs_go_to_the_right_arms_with_the_right_numbers(sweep):
+    root, seg, det = sweep
+    runs, problems = collect_runs([root])
+    assert problems == [] and len(runs) == 10
+    rows = rows_by(build_table(runs))
+    miou = rows[('segmentation', 'mIoU')]
+    assert (miou.plain_n, miou.cb_n) == (3, 3)
+    plain = [seg[(False, s)] for s in range(3)]
+    cb = [seg[(True, s)] for s in range(3)]
+    assert miou.plain_mean == pytest.approx(np.mean(plain))
+    assert miou.cb_std == pytest.approx(np.std(cb, ddof=1))
+    assert miou.delta == pytest.approx(np.mean(np.subtract(cb, plain)))
+    ci = stats.ttest_rel(cb, plain).confidence_interval()
+    assert (miou.ci_low, miou.ci_high) == pytest.approx((ci.low, ci.high))
+    assert (miou.dataset, miou.model, miou.arch, miou.schedule) == (
+        'ADE20K', 'UPerNet', 'deit_small_patch16_224', '1k')
+    box = rows[('detection', 'coco/bbox_mAP')]
+    # mmdet logs fractions; the table is in percent
+    assert box.plain_mean == pytest.approx(40.3)
+    assert box.delta == pytest.approx(((41.0 - 40.1) + (40.9 - 40.5)) / 2)
+    assert box.cb_seeds == [0, 1]
+
+
+def test_best_instead_of_last(sweep):
+    root, _, _ = sweep
+    write_run(root / 'late_drop', config(cb=True, seed=3),
+              {500: dict(mIoU=50.0), 1000: dict(mIoU=30.0)})
+    runs, _ = collect_runs([root])
+    last = rows_by(build_table(runs))[('segmentation', 'mIoU')]
+    best = rows_by(build_table(runs, best=True))[('segmentation', 'mIoU')]
+    assert last.cb_n == best.cb_n == 4
+    assert best.cb_mean - last.cb_mean == pytest.approx((50.0 - 30.0) / 4)
+    assert best.selection == 'best'
+
+
+def test_arms_that_differ_in_more_than_cb_are_not_paired(tmp_path):
+    write_run(tmp_path / 'a', config(cb=False, seed=0), {1000: dict(mIoU=40.0)})
+    other = config(cb=True, seed=0)
+    other['optim_wrapper']['optimizer']['lr'] = 1e-4  # another recipe
+    write_run(tmp_path / 'b', other, {1000: dict(mIoU=41.0)})
+    table = build_table(collect_runs([tmp_path])[0])
+    assert len(table.rows) == 2
+    assert all(r.delta is None for r in table.rows)
+
+
+def test_bookkeeping_and_the_checkpoint_path_do_not_split_arms(tmp_path):
+    plain = config(cb=False, seed=0, init_cfg=dict(type='Pretrained', checkpoint='deit.pth'))
+    cb = config(cb=True, seed=0, init_cfg=dict(type='Pretrained', checkpoint='deit_cb.pth'))
+    cb['train_dataloader']['num_workers'] = 0
+    cb['work_dir'] = '/elsewhere'
+    write_run(tmp_path / 'a', plain, {1000: dict(mIoU=40.0)})
+    write_run(tmp_path / 'b', cb, {1000: dict(mIoU=41.0)})
+    (row,) = build_table(collect_runs([tmp_path])[0]).rows
+    assert row.delta == pytest.approx(1.0)
+
+
+def test_cb_variants_are_separate_rows_against_one_plain_arm(tmp_path):
+    write_run(tmp_path / 'plain', config(), {1000: dict(mIoU=40.0)})
+    write_run(tmp_path / 'mlp', config(cb=True), {1000: dict(mIoU=41.0)})
+    write_run(tmp_path / 'attn', config(cb=True, cb_position='attn'), {1000: dict(mIoU=39.0)})
+    rows = build_table(collect_runs([tmp_path])[0]).rows
+    assert {(r.cb_options, r.delta) for r in rows} == {('mlp', 1.0), ('attn', -1.0)}
+
+
+def test_a_resumed_run_is_one_run(tmp_path):
+    work_dir = tmp_path / 'resumed'
+    write_run(work_dir, config(), {500: dict(mIoU=30.0)}, timestamp='20260101_000000',
+              last_train_step=600)
+    write_run(work_dir, config(), {1000: dict(mIoU=40.0)}, timestamp='20260102_000000')
+    runs, problems = collect_runs([tmp_path])
+    assert problems == [] and len(runs) == 1
+    assert sorted(runs[0].evaluations) == [500, 1000] and runs[0].finished
+    assert runs[0].metric('mIoU') == 40.0
+
+
+def test_legacy_log_json_is_read(tmp_path):
+    """An mmseg 0.x log: env_info/config first line, mode keys, fractions."""
+    cfg_text = Config(dict(
+        model=dict(type='EncoderDecoder', backbone=dict(type='VisionTransformer', embed_dims=384),
+                   decode_head=dict(type='UPerHead')),
+        data=dict(train=dict(type='ADE20KDataset')),
+        runner=dict(type='IterBasedRunner', max_iters=160000))).pretty_text
+    lines = [dict(env_info='sys.platform: linux', config=cfg_text, seed=0),
+             dict(mode='train', epoch=1, iter=50, lr=6e-5, loss=3.2),
+             dict(mode='val', epoch=1, iter=160000, lr=0.0, aAcc=0.80, mIoU=0.4287, mAcc=0.54)]
+    (tmp_path / '20210101_000000.log.json').write_text('\n'.join(map(json.dumps, lines)))
+    runs, problems = collect_runs([tmp_path])
+    assert problems == []
+    (run,) = runs
+    assert (run.task, run.dataset, run.model, run.schedule, run.seed) == (
+        'segmentation', 'ADE20K', 'UPerNet', '160k', 0)
+    assert run.arch == 'VisionTransformer(embed_dims=384)'
+    assert run.metric('mIoU') == pytest.approx(42.87)
+
+
+# ---------------------------------------------------------------- bad input
+
+def test_a_corrupt_line_is_reported_and_skipped(tmp_path):
+    write_run(tmp_path / 'a', config(), {1000: dict(mIoU=40.0)},
+              extra_lines=['{"mIoU": 99.0, "step": 10', 'garbage'])
+    runs, problems = collect_runs([tmp_path])
+    assert len(problems) == 2
+    assert problems[0].endswith('scalars.json:12: corrupt or truncated line skipped '
+                                '(Expecting \',\' delimiter)')
+    assert runs[0].metric('mIoU') == 40.0  # not 99
+
+
+def test_runs_without_evaluation_or_unfinished_are_listed_not_tabulated(tmp_path):
+    write_run(tmp_path / 'done', config(), {1000: dict(mIoU=40.0)})
+    write_run(tmp_path / 'no_eval', config(seed=1), {})
+    write_run(tmp_path / 'killed', config(seed=2), {500: dict(mIoU=20.0)}, last_train_step=600)
+    table = build_table(*collect_runs([tmp_path]))
+    (row,) = table.rows
+    assert row.plain_n == 1 and row.plain_mean == 40.0
+    notes = '\n'.join(table.notes)
+    assert 'no_eval (no evaluation logged)' in notes
+    assert 'killed (trained to iteration 600 of 1000)' in notes
+
+
+def test_nan_is_flagged_and_left_out(tmp_path):
+    write_run(tmp_path / 'a', config(seed=0), {1000: dict(mIoU=40.0)})
+    write_run(tmp_path / 'b', config(seed=1), {1000: dict(mIoU=float('nan'))})
+    table = build_table(*collect_runs([tmp_path]))
+    assert table.rows[0].plain_n == 1 and table.rows[0].plain_mean == 40.0
+    assert any('mIoU is NaN' in n for n in table.notes)
+
+
+def test_a_missing_arm_shows_as_empty(tmp_path, capsys):
+    write_run(tmp_path / 'cb', config(cb=True), {1000: dict(mIoU=41.0)})
+    assert tabulate([str(tmp_path), '--format', 'json']) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row['plain_n'] == 0 and row['plain_mean'] is None and row['delta'] is None
+    assert row['cb_mean'] == 41.0
+
+
+def test_exits_non_zero_only_when_nothing_is_tabulated(tmp_path, capsys):
+    assert tabulate([str(tmp_path / 'nothing_here')]) == 1
+    write_run(tmp_path / 'no_eval', config(), {})
+    assert tabulate([str(tmp_path)]) == 1
+    assert 'nothing could be tabulated' in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- outputs
+
+JSON_KEYS = {'task', 'dataset', 'model', 'arch', 'metric', 'plain_n', 'plain_mean', 'plain_std',
+             'cb_n', 'cb_mean', 'cb_std', 'delta', 'ci_low', 'ci_high'}
+
+
+def test_outputs(sweep, capsys, tmp_path):
+    root, _, _ = sweep
+    assert tabulate([str(root), '--format', 'json']) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3 and all(JSON_KEYS <= row.keys() for row in rows)
+    assert all(isinstance(row['delta'], float) for row in rows)
+
+    assert tabulate([str(root), '--reference']) == 0
+    markdown = capsys.readouterr().out
+    assert markdown.startswith('| task | data | model |')
+    assert '| paired t over seeds [0, 1, 2] |' in markdown
+
+    assert tabulate([str(root), '--format', 'csv']) == 0
+    csv_text = capsys.readouterr().out
+    assert csv_text.splitlines()[0].startswith('task,dataset,model,arch,schedule')
+    assert len(csv_text.splitlines()) == 4
+
+    assert tabulate([str(root), '--format', 'latex', '--metric', 'aAcc']) == 0
+    latex = capsys.readouterr().out
+    assert latex.startswith('\\begin{tabular}') and 'aAcc' in latex
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b'\x89PNG\r\n\x1a\n'
+    return struct.unpack('>II', data[16:24])
+
+
+def test_plot_is_a_real_png_of_the_expected_size(sweep, tmp_path):
+    root, _, _ = sweep
+    gains, curves = tmp_path / 'gains.png', tmp_path / 'curves.png'
+    assert tabulate([str(root), '--plot', str(gains)]) == 0
+    assert tabulate([str(root), '--plot', str(curves), '--curves']) == 0
+    width, height = png_size(gains)
+    assert width == 1000 and height == round((1.2 + 0.45 * 3) * 100)
+    width, height = png_size(curves)
+    assert width == 1000 and height == round((1.2 + 0.45 * 3 + 2.6 * 3) * 100)
