@@ -14,7 +14,7 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) tools/demo.py
+	$(PY) tools/run_suite.py configs/suites/smoke.py
 
 clean-env:
 	rm -rf $(VENV)

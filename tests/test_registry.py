@@ -34,10 +34,12 @@ def test_custom_imports_registers_everything(tmp_path):
         from mmengine.config import Config
         cfg = Config.fromfile('{config}')
         assert 'cb_transfer' in sys.modules
-        from cb_transfer.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
-        print(sorted(MODELS.module_dict), sorted(OPTIM_WRAPPER_CONSTRUCTORS.module_dict))
+        from cb_transfer.registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+        print(sorted(MODELS.module_dict), sorted(OPTIM_WRAPPER_CONSTRUCTORS.module_dict),
+              sorted(HOOKS.module_dict))
         from mmseg.registry import MODELS as MMSEG_MODELS
         print(type(MMSEG_MODELS.build(cfg.backbone)).__name__)
     ''')
     assert proc.stdout.splitlines()[-2:] == [
-        "['ContextBroadcasting', 'ViT'] ['LayerDecayOptimWrapperConstructor']", 'ViT']
+        "['ContextBroadcasting', 'ViT'] ['LayerDecayOptimWrapperConstructor'] ['ExactResumeHook', 'SuiteProgressHook']",
+        'ViT']
