@@ -4,7 +4,13 @@ Importing the package registers every module in the ``cb_transfer`` registries (
 ``custom_imports``) and allowlists the types mmengine writes into its checkpoints so that they load
 under torch's weights-only default (see :mod:`cb_transfer.safe_load`).
 """
-from .safe_load import allow_mmengine_checkpoints
+import warnings
+
+# mmengine imports pkg_resources, deprecated by setuptools; a warning on every start tells a user
+# nothing they can act on
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+from .safe_load import allow_mmengine_checkpoints  # noqa: E402
 
 allow_mmengine_checkpoints()
 

@@ -41,5 +41,5 @@ def test_custom_imports_registers_everything(tmp_path):
         print(type(MMSEG_MODELS.build(cfg.backbone)).__name__)
     ''')
     assert proc.stdout.splitlines()[-2:] == [
-        "['ContextBroadcasting', 'ViT'] ['LayerDecayOptimWrapperConstructor'] ['ExactResumeHook', 'SuiteProgressHook']",
-        'ViT']
+        "['ContextBroadcasting', 'ViT'] ['LayerDecayOptimWrapperConstructor'] "
+        "['ExactResumeHook', 'SuiteProgressHook']", 'ViT']

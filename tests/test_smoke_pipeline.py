@@ -19,7 +19,7 @@ from cb_transfer.data import make_smoke_data
 TRAIN, TEST = REPO / 'tools' / 'train.py', REPO / 'tools' / 'test.py'
 MMSEG_TRAIN = SITE / 'mmseg' / '.mim' / 'tools' / 'train.py'
 MMDET_TRAIN = SITE / 'mmdet' / '.mim' / 'tools' / 'train.py'
-SEG_ITERS, DET_ITERS = 120, 160
+SEG_ITERS, DET_ITERS = 90, 120
 
 
 @pytest.fixture(scope='module')
@@ -44,20 +44,20 @@ def untrained_metrics(config, cwd) -> dict:
 @pytest.fixture(scope='module')
 def seg_run(cwd):
     work_dir = cwd / 'seg'
-    run(command(TRAIN, SEG, work_dir, cfg_options=schedule(SEG_ITERS, 60)), cwd)
+    run(command(TRAIN, SEG, work_dir, cfg_options=schedule(SEG_ITERS, 45)), cwd)
     return work_dir
 
 
 @pytest.fixture(scope='module')
 def det_run(cwd):
     work_dir = cwd / 'det'
-    run(command(TRAIN, DET, work_dir, cfg_options=schedule(DET_ITERS, 80)), cwd)
+    run(command(TRAIN, DET, work_dir, cfg_options=schedule(DET_ITERS, 60)), cwd)
     return work_dir
 
 
 def test_seg_trains_evaluates_and_beats_an_untrained_model(seg_run, cwd):
     evals = scalars(seg_run)
-    assert sorted(evals) == [60, SEG_ITERS]
+    assert sorted(evals) == [45, SEG_ITERS]
     assert (seg_run / f'iter_{SEG_ITERS}.pth').exists()
     trained = evals[SEG_ITERS]['mIoU']
     untrained = untrained_metrics(SEG, cwd)['mIoU']
@@ -66,7 +66,7 @@ def test_seg_trains_evaluates_and_beats_an_untrained_model(seg_run, cwd):
 
 def test_det_trains_evaluates_and_beats_an_untrained_model(det_run, cwd):
     evals = scalars(det_run)
-    assert sorted(evals) == [80, DET_ITERS]
+    assert sorted(evals) == [60, DET_ITERS]
     trained = evals[DET_ITERS]
     untrained = untrained_metrics(DET, cwd)
     # mmdet writes fractions: at least 1.5 AP points, and five times the untrained model's
@@ -77,8 +77,8 @@ def test_det_trains_evaluates_and_beats_an_untrained_model(det_run, cwd):
 
 @pytest.mark.parametrize('task', ['seg', 'det'])
 def test_resume_continues_from_the_last_checkpoint(task, seg_run, det_run, cwd):
-    config, done, iters, every = ((SEG, seg_run, SEG_ITERS, 60) if task == 'seg' else
-                                  (DET, det_run, DET_ITERS, 80))
+    config, done, iters, every = ((SEG, seg_run, SEG_ITERS, 45) if task == 'seg' else
+                                  (DET, det_run, DET_ITERS, 60))
     work_dir = cwd / f'{task}_resumed'
     shutil.copytree(done, work_dir)
     proc = run(command(TRAIN, config, work_dir, '--resume',
@@ -102,13 +102,13 @@ def test_test_tool_reproduces_the_last_evaluation(task, seg_run, det_run, cwd):
 
 
 def test_killed_run_resumed_with_mmseg_own_script_equals_uninterrupted(seg_run, cwd):
-    """Killed after its iteration-60 checkpoint, resumed by mmseg's shipped train script: the same
-    weights and mIoU at iteration 120 as the uninterrupted run through tools/train.py."""
+    """Killed after its iteration-45 checkpoint, resumed by mmseg's shipped train script: the same
+    weights and mIoU at iteration 90 as the uninterrupted run through tools/train.py."""
     work_dir = cwd / 'seg_killed'
-    cmd = command(MMSEG_TRAIN, SEG, work_dir, cfg_options=schedule(SEG_ITERS, 60))
-    run_killed_after(cmd, cwd, work_dir, 'iter_60.pth')
+    cmd = command(MMSEG_TRAIN, SEG, work_dir, cfg_options=schedule(SEG_ITERS, 45))
+    run_killed_after(cmd, cwd, work_dir, 'iter_45.pth')
     assert not (work_dir / f'iter_{SEG_ITERS}.pth').exists()
-    run(command(MMSEG_TRAIN, SEG, work_dir, '--resume', cfg_options=schedule(SEG_ITERS, 60)), cwd)
+    run(command(MMSEG_TRAIN, SEG, work_dir, '--resume', cfg_options=schedule(SEG_ITERS, 45)), cwd)
 
     resumed = torch.load(work_dir / f'iter_{SEG_ITERS}.pth')['state_dict']
     uninterrupted = torch.load(seg_run / f'iter_{SEG_ITERS}.pth')['state_dict']
