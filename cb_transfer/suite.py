@@ -4,7 +4,7 @@ A suite file (``configs/suites/*.py``, an mmengine config) names::
 
     pairs = [(PLAIN_CONFIG, CB_CONFIG), ...]   # paths relative to the repository
     seeds = [0, 1, 2]
-    cfg_options = {CONFIG_OR_NONE: {key: value}}  # optional overrides (None: every config)
+    cfg_options = {CONFIG: {key: value}}      # optional overrides ('*': every config)
     smoke_data = True                          # optional: generate data/smoke first
 
 Each run trains in ``<suite work dir>/<config name>/seed<N>`` through the same functions as
@@ -72,8 +72,7 @@ def load_suite(path: str, work_dir: Optional[str] = None) -> tuple:
             full = config if osp.isabs(config) else str(REPO / config)
             if not osp.isfile(full):
                 raise FileNotFoundError(f"config '{config}' named in suite file '{path}' not found")
-            options = {**overrides.get(None, {}), **overrides.get('*', {}),
-                       **overrides.get(config, {})}
+            options = {**overrides.get('*', {}), **overrides.get(config, {})}
             for seed in suite.seeds:
                 runs.append(SuiteRun(full, int(seed), root / Path(config).stem / f'seed{seed}',
                                      options))
@@ -136,7 +135,7 @@ def run_in_process(run: SuiteRun, label: str, progress: dict, verbose: bool) -> 
              metrics={k: float(v) for k, v in metrics.items()}), indent=2))
 
 
-def launcher_commands(run: SuiteRun, launcher: str, gpus: int,
+def launcher_commands(run: SuiteRun, launcher: str,
                       partition: Optional[str]) -> List[List[str]]:
     """The commands that train and test ``run``: tools/train.py and tools/test.py, or the
     distributed launch scripts."""
@@ -185,7 +184,7 @@ def run_suite(suite_file: str, work_dir: Optional[str] = None, dry_run: bool = F
         for run in runs:
             status = 'done' if run.done else 'resume' if (run.work_dir / 'last_checkpoint').exists() \
                 else 'new'
-            for cmd in launcher_commands(run, launcher, gpus, partition):
+            for cmd in launcher_commands(run, launcher, partition):
                 out(f'[{status}] ' + ' '.join(shlex.quote(str(c)) for c in cmd))
         if missing:
             out('missing inputs (a real run stops before starting anything):\n  '
@@ -207,7 +206,7 @@ def run_suite(suite_file: str, work_dir: Optional[str] = None, dry_run: bool = F
             run_in_process(run, label, dict(suite_start=start, iters_before=before,
                                             iters_total=total), verbose)
         else:
-            for cmd in launcher_commands(run, launcher, gpus, partition):
+            for cmd in launcher_commands(run, launcher, partition):
                 cmd = [c if c != LAST_CHECKPOINT else
                        (run.work_dir / 'last_checkpoint').read_text().strip() for c in cmd]
                 subprocess.run(cmd, check=True, env=_env(launcher, gpus))
