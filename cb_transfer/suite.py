@@ -47,9 +47,15 @@ class SuiteRun:
     def done(self) -> bool:
         return (self.work_dir / DONE).exists()
 
+    @property
+    def overrides(self) -> dict:
+        """The config keys this run sets: the suite's options and its seed."""
+        return {**self.cfg_options, 'randomness.seed': self.seed}
+
     def options(self) -> List[str]:
+        """``overrides`` as ``--cfg-options`` arguments."""
         return [f'{k}={json.dumps(v) if not isinstance(v, str) else v}'
-                for k, v in {**self.cfg_options, 'randomness.seed': self.seed}.items()]
+                for k, v in self.overrides.items()]
 
 
 def load_suite(path: str, work_dir: Optional[str] = None) -> tuple:
@@ -117,19 +123,20 @@ def _max_iters(run: SuiteRun) -> int:
 def run_in_process(run: SuiteRun, label: str, progress: dict, verbose: bool) -> None:
     """Train (resuming if a checkpoint is there), then test the last checkpoint."""
     from .launch import load_config, test, train
-    options = {**run.cfg_options, 'randomness.seed': run.seed}
-    cfg = load_config(run.config, str(run.work_dir), options)
-    if not verbose:
-        cfg.log_level = 'WARNING'
+
+    def config():
+        cfg = load_config(run.config, str(run.work_dir), run.overrides)
+        if not verbose:
+            cfg.log_level = 'WARNING'
+        return cfg
+
+    cfg = config()
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
         dict(type='cb_transfer.SuiteProgressHook', label=label, **progress)]
     resume = (run.work_dir / 'last_checkpoint').exists()
     runner = train(cfg, resume=resume)
     checkpoint = (run.work_dir / 'last_checkpoint').read_text().strip()
-    cfg = load_config(run.config, str(run.work_dir), options)
-    if not verbose:
-        cfg.log_level = 'WARNING'
-    metrics = test(cfg, checkpoint)
+    metrics = test(config(), checkpoint)
     (run.work_dir / DONE).write_text(json.dumps(
         dict(checkpoint=checkpoint, iters=runner.iter,
              metrics={k: float(v) for k, v in metrics.items()}), indent=2))
