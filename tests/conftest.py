@@ -5,6 +5,9 @@ import textwrap
 
 import pytest
 
+# as every tool does: registries, checkpoint allowlist, the fast base-config lookup
+import cb_transfer  # noqa: F401
+
 
 def run_python(code: str, cwd=None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (nothing imported yet); fail with its output if it fails."""
