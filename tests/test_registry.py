@@ -42,4 +42,4 @@ def test_custom_imports_registers_everything(tmp_path):
     ''')
     assert proc.stdout.splitlines()[-2:] == [
         "['ContextBroadcasting', 'ViT'] ['LayerDecayOptimWrapperConstructor'] "
-        "['ExactResumeHook', 'SuiteProgressHook']", 'ViT']
+        "['ExactResumeHook']", 'ViT']

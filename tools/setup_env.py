@@ -35,7 +35,8 @@ MMCV_VERSION = '2.1.0'
 REQUIRED_PYTHON = (3, 11)
 # A fresh environment takes about 4 GB, the mmcv build about 2 GB of temporary files.
 MIN_FREE_GB = 6
-STACK_IMPORTS = 'import torch, torchvision, timm, mmengine, mmcv.ops, mmseg, mmdet, cb_transfer'
+STACK_IMPORTS = ('import torch, torchvision, timm, mmengine, mmcv.ops, mmseg, mmdet, mmpretrain, '
+                 'submitit, cb_transfer')
 
 
 class SetupError(RuntimeError):

@@ -1,5 +1,5 @@
-"""python -m cb_transfer.data [DATA_ROOT] [--seed N]: write the smoke data sets (ADE20K and COCO
-layout) where the smoke configs expect them (default data/smoke)."""
+"""python -m cb_transfer.data [DATA_ROOT] [--seed N]: write the smoke data sets (ImageNet,
+ADE20K and COCO layout) where the smoke configs expect them (default data/smoke)."""
 import argparse
 
 from .synthetic import make_smoke_data

@@ -7,7 +7,14 @@ and prefixed with ``module.`` or ``backbone.`` (a whole mmseg/mmdet checkpoint g
 backbone). Classifier heads and DeiT's distillation token are dropped, the position embedding is
 resized to the model's grid with timm's own ``checkpoint_filter_fn``. Any backbone weight that is
 missing or mis-shaped stops the load with the names listed.
+
+Every load logs where the weights came from as one line, ``pretrained weights: {JSON}`` (the file,
+its SHA-256, and whether the run that wrote it used CB, where the checkpoint says so): the result
+tables read it back from the run's log to show each arm's source.
 """
+import hashlib
+import json
+import logging
 import pickle
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -21,16 +28,11 @@ CONFIG_KEY = 'model.backbone.init_cfg.checkpoint'
 WRAPPER_KEYS = ('state_dict', 'model', 'module')
 # Keys of an ImageNet classifier that a backbone does not have.
 CLASSIFIER_PREFIXES = ('head.', 'head_dist.', 'fc_norm.', 'pre_logits.')
+WEIGHTS_LOG_PREFIX = 'pretrained weights: '
 
 
-def read_state_dict(path: str, prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
-    """Read the tensors of a checkpoint file, unwrapped and without module/backbone prefixes.
-
-    Args:
-        path: A local .pth/.pt/.bin/.safetensors file.
-        prefix: Keep only keys under this prefix, stripped (e.g. ``'backbone.'``). By default a
-            checkpoint of a whole mmseg/mmdet model gives its ``backbone.`` keys.
-    """
+def read_checkpoint(path: str):
+    """The object a checkpoint file holds (tensors, dicts, mmengine's metadata), read safely."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise FileNotFoundError(
@@ -39,17 +41,18 @@ def read_state_dict(path: str, prefix: Optional[str] = None) -> Dict[str, torch.
             'set model.backbone.init_cfg=None to train from scratch.')
     if file.suffix == '.safetensors':
         from safetensors.torch import load_file
-        checkpoint = load_file(str(file), device='cpu')
-    else:
-        try:
-            checkpoint = torch.load(file, map_location='cpu', weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise RuntimeError(
-                f"refused to load '{path}' ({CONFIG_KEY}): it holds Python objects that torch's "
-                f'weights-only loader does not allow, and a checkpoint from outside is untrusted. '
-                f'Convert it to a plain state dict or .safetensors where it came from.\n{err}'
-            ) from err
+        return load_file(str(file), device='cpu')
+    try:
+        return torch.load(file, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise RuntimeError(
+            f"refused to load '{path}' ({CONFIG_KEY}): it holds Python objects that torch's "
+            f'weights-only loader does not allow, and a checkpoint from outside is untrusted. '
+            f'Convert it to a plain state dict or .safetensors where it came from.\n{err}'
+        ) from err
 
+
+def state_dict_of(checkpoint, path: str, prefix: Optional[str]) -> Dict[str, torch.Tensor]:
     while isinstance(checkpoint, dict):
         key = next((k for k in WRAPPER_KEYS if isinstance(checkpoint.get(k), dict)), None)
         if key is None:
@@ -68,6 +71,46 @@ def read_state_dict(path: str, prefix: Optional[str] = None) -> Dict[str, torch.
         if not state:
             raise ValueError(f"'{path}' ({CONFIG_KEY}) has no keys under the prefix '{prefix}'")
     return state
+
+
+def read_state_dict(path: str, prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """Read the tensors of a checkpoint file, unwrapped and without module/backbone prefixes.
+
+    Args:
+        path: A local .pth/.pt/.bin/.safetensors file.
+        prefix: Keep only keys under this prefix, stripped (e.g. ``'backbone.'``). By default a
+            checkpoint of a whole mmseg/mmdet/mmpretrain model gives its ``backbone.`` keys.
+    """
+    return state_dict_of(read_checkpoint(path), path, prefix)
+
+
+def _pretrained_with_cb(checkpoint, state: Dict[str, torch.Tensor]) -> Optional[bool]:
+    """Whether the run that wrote the checkpoint had CB on: from the config mmengine stores in
+    its checkpoints, or from scaled-CB strengths among the weights; None where it cannot tell
+    (plain CB adds no weights)."""
+    text = (checkpoint.get('meta') or {}).get('cfg') if isinstance(checkpoint, dict) else None
+    if isinstance(text, str):
+        from mmengine.config import Config
+        try:
+            backbone = Config.fromstring(text, '.py').model.get('backbone') or {}
+            return bool(backbone.get('cb', False))
+        except Exception:  # a config that no longer parses: fall back on the weights
+            pass
+    return True if any(k.endswith('.cb.strength') for k in state) else None
+
+
+def describe_weights(path: str, checkpoint=None,
+                     state: Optional[Dict[str, torch.Tensor]] = None) -> dict:
+    """Where a model's weights come from: file name, path, SHA-256 and, where the checkpoint
+    tells, whether it was pretrained with CB."""
+    with open(Path(path).expanduser(), 'rb') as f:
+        sha256 = hashlib.file_digest(f, 'sha256').hexdigest()
+    if checkpoint is None:
+        checkpoint = read_checkpoint(path)
+    if state is None:
+        state = state_dict_of(checkpoint, path, None)
+    return dict(file=Path(path).name, path=str(path), sha256=sha256,
+                pretrained_with_cb=_pretrained_with_cb(checkpoint, state))
 
 
 def convert_to_vit(state: Dict[str, torch.Tensor],
@@ -104,7 +147,10 @@ def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None) -
     initial 0.5. Every other missing or mis-shaped weight, and any key the model does not have,
     raises with the names listed.
     """
-    state, dropped, notes = convert_to_vit(read_state_dict(path, prefix), model)
+    checkpoint = read_checkpoint(path)
+    raw = state_dict_of(checkpoint, path, prefix)
+    source = describe_weights(path, checkpoint, raw)
+    state, dropped, notes = convert_to_vit(raw, model)
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.endswith('.cb.strength')]
     unexpected = [k for k in state if k not in own]
@@ -117,7 +163,8 @@ def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None) -
                                          ('mis-shaped', mis_shaped)) if names]
         raise RuntimeError(
             f"pretrained checkpoint '{path}' ({CONFIG_KEY}) does not fit cb_transfer.ViT("
-            f"arch={getattr(model, 'arch', '?')!r}, {getattr(model, 'num_layers', '?')} blocks):\n  "
+            f"arch={getattr(model, 'arch', '?')!r}, "
+            f"{getattr(model, 'num_layers', '?')} blocks):\n  "
             + '\n  '.join(problems))
     model.load_state_dict(state, strict=False)
     kept_init = [k for k in own if k not in state]
@@ -127,3 +174,9 @@ def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None) -
         + (f'; dropped {", ".join(dropped)}' if dropped else '')
         + (f'; kept the initial value of {len(kept_init)} CB strengths' if kept_init else ''),
         logger='current')
+    print_log(WEIGHTS_LOG_PREFIX + json.dumps(source), logger='current')
+    pretrained_cb, cb = source['pretrained_with_cb'], bool(getattr(model, 'cb', False))
+    if pretrained_cb is not None and pretrained_cb != cb:
+        print_log(f"'{path}' was pretrained with cb={pretrained_cb} and is loaded into a backbone "
+                  f'with cb={cb}: the arms of a two-stage comparison each load the checkpoint of '
+                  'their own kind', logger='current', level=logging.WARNING)

@@ -27,6 +27,10 @@ from .pretrained import load_pretrained
 #   'block' x = CB(block(x))                             the block's output, after both adds
 # (drop path scales whole samples, so CB before or after it is the same.)
 CB_POSITIONS = {'mlp': 'ls2', 'attn': 'ls1', 'block': None}
+# What the backbone returns for each chosen block, in mmpretrain's terms: 'featmap' the patch tokens
+# as a (B, C, H/p, W/p) map (segmentation, detection), 'cls_token' the class token, (B, C)
+# (classification: with the final norm, timm's pre-logits).
+OUT_TYPES = ('featmap', 'cls_token')
 SUPPORTED_TIMM_MODULES = ('timm.models.vision_transformer', 'timm.models.deit')
 
 
@@ -86,15 +90,21 @@ class ViT(BaseModule):
         cb_position: ``'mlp'`` (default), ``'attn'`` or ``'block'``: see ``CB_POSITIONS``.
         cb_scaled: Use the scaled variant (a learned per-channel strength per CB layer).
         cb_layers: Block indices that get CB; None for all.
-        out_indices: Blocks whose outputs are returned, as (B, C, H/p, W/p) maps.
+        out_indices: Blocks whose outputs are returned.
+        out_type: ``'featmap'`` (default): each output is the block's patch tokens as a
+            (B, C, H/p, W/p) map; ``'cls_token'``: its class token, (B, C), as mmpretrain's
+            ``VisionTransformer`` returns it for ``VisionTransformerClsHead``.
         final_norm: Apply the final norm to the output of the last block (when it is returned).
+            By default on for ``'cls_token'`` (the final-normed class token is timm's
+            pre-logits) and off for ``'featmap'``.
         drop_path_rate: Stochastic depth rate, rising linearly over the blocks as in timm.
         with_cp: Activation checkpointing of each block while training (less memory, more time).
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads weights through
             :func:`load_pretrained`; other mmengine init configs work as usual.
 
     Shapes:
-        x: (B, 3, H, W), H and W multiples of the patch size -> a tuple of (B, C, H/p, W/p).
+        x: (B, 3, H, W), H and W multiples of the patch size -> a tuple of (B, C, H/p, W/p)
+        (``out_type='featmap'``) or of (B, C) (``'cls_token'``), one per ``out_indices``.
     """
 
     def __init__(self,
@@ -110,7 +120,8 @@ class ViT(BaseModule):
                  cb_scaled: bool = False,
                  cb_layers: Optional[Sequence[int]] = None,
                  out_indices: Union[int, Sequence[int]] = -1,
-                 final_norm: bool = False,
+                 out_type: str = 'featmap',
+                 final_norm: Optional[bool] = None,
                  drop_path_rate: float = 0.0,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
@@ -118,6 +129,11 @@ class ViT(BaseModule):
         if cb_position not in CB_POSITIONS:
             raise _config_error('cb_position', cb_position,
                                 f'is not one of {", ".join(map(repr, CB_POSITIONS))}')
+        if out_type not in OUT_TYPES:
+            raise _config_error('out_type', out_type,
+                                f'is not one of {", ".join(map(repr, OUT_TYPES))}')
+        if final_norm is None:
+            final_norm = out_type == 'cls_token'
         overrides = dict(patch_size=patch_size, embed_dim=embed_dims, depth=depth,
                          num_heads=num_heads, mlp_ratio=mlp_ratio)
         overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -144,6 +160,7 @@ class ViT(BaseModule):
         self.no_embed_class = vit.no_embed_class
 
         self.out_indices = _normalise_indices('out_indices', out_indices, self.num_layers)
+        self.out_type = out_type
         self.final_norm = final_norm
         self.with_cp = with_cp
         self.cb = cb
@@ -162,6 +179,7 @@ class ViT(BaseModule):
         target.register_forward_hook(block.cb.output_hook)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """The outputs of the ``out_indices`` blocks, as ``out_type`` says."""
         batch = x.shape[0]
         x = self.patch_embed(x)  # (B, h, w, C): timm's dynamic-size patch embedding
         grid = x.shape[1:3]
@@ -177,8 +195,11 @@ class ViT(BaseModule):
                 x = block(x)
             if i in self.out_indices:
                 out = self.norm(x) if self.norm is not None and i == self.num_layers - 1 else x
-                outs.append(out[:, self.num_prefix_tokens:].transpose(1, 2).reshape(
-                    batch, self.embed_dims, *grid))
+                if self.out_type == 'cls_token':
+                    outs.append(out[:, 0])
+                else:
+                    outs.append(out[:, self.num_prefix_tokens:].transpose(1, 2).reshape(
+                        batch, self.embed_dims, *grid))
         return tuple(outs)
 
     def _pos_embed_for(self, grid: Tuple[int, int]) -> torch.Tensor:

@@ -14,6 +14,11 @@ _base_ = [
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
+# The protocol every table row names (cb_transfer.results): each arm is fine-tuned from its own
+# ImageNet-1k checkpoint, both pretrained with one recipe (configs/imagenet/): the plain arm from
+# the plain run, the +CB arm from the CB run. Files: pretrain/<ImageNet config name>.pth, the last
+# checkpoint of that run (the suite feeds them from the upstream runs' work dirs by itself).
+protocol = 'two-stage'
 model = dict(
     backbone=dict(
         _delete_=True,
@@ -24,7 +29,7 @@ model = dict(
         final_norm=False,
         drop_path_rate=0.1,
         cb=False,
-        init_cfg=dict(type='Pretrained', checkpoint='pretrain/deit_small_patch16_224-cd65a155.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='pretrain/deit-s16_8xb128-300e_in1k-224.pth')),
     neck=[
         dict(type='mmseg.MultiLevelNeck', in_channels=[384, 384, 384, 384], out_channels=384,
              scales=[4, 2, 1, 0.5], norm_cfg=neck_norm),

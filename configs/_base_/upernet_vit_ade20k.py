@@ -8,6 +8,11 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
+# The protocol every table row names (cb_transfer.results): each arm is fine-tuned from its own
+# ImageNet-1k checkpoint, both pretrained with one recipe (configs/imagenet/): the plain arm from
+# the plain run, the +CB arm from the CB run. Files: pretrain/<ImageNet config name>.pth, the last
+# checkpoint of that run (the suite feeds them from the upstream runs' work dirs by itself).
+protocol = 'two-stage'
 crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
@@ -21,7 +26,7 @@ model = dict(
         final_norm=False,
         drop_path_rate=0.1,
         cb=False,
-        init_cfg=dict(type='Pretrained', checkpoint='pretrain/deit_small_patch16_224-cd65a155.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='pretrain/deit-s16_8xb128-300e_in1k-224.pth')),
     neck=None,
     decode_head=dict(num_classes=150, in_channels=[384, 384, 384, 384]),
     auxiliary_head=dict(num_classes=150, in_channels=384))

@@ -3,7 +3,7 @@ _base_ = '../_base_/fpn_vit_ade20k.py'
 model = dict(
     backbone=dict(
         arch='deit_base_patch16_224',
-        init_cfg=dict(checkpoint='pretrain/deit_base_patch16_224-b5f2ef4d.pth')),
+        init_cfg=dict(checkpoint='pretrain/deit-b16_8xb128-300e_in1k-224.pth')),
     neck=[
         dict(type='MultiLevelNeck', in_channels=[768, 768, 768, 768], out_channels=256,
              scales=[4, 2, 1, 0.5]),

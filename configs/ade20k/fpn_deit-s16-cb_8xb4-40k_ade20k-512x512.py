@@ -1,3 +1,6 @@
-# +CB twin of fpn_deit-s16_8xb4-40k_ade20k-512x512.py: the one key in which the arms differ.
+# +CB twin of fpn_deit-s16_8xb4-40k_ade20k-512x512.py: CB on, and the backbone
+# pretrained with CB (configs/imagenet/deit-s16-cb_8xb128-300e_in1k-224.py).
 _base_ = './fpn_deit-s16_8xb4-40k_ade20k-512x512.py'
-model = dict(backbone=dict(cb=True))
+model = dict(backbone=dict(
+    cb=True,
+    init_cfg=dict(checkpoint='pretrain/deit-s16-cb_8xb128-300e_in1k-224.pth')))

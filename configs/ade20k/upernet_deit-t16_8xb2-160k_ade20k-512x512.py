@@ -3,6 +3,6 @@ _base_ = '../_base_/upernet_vit_ade20k.py'
 model = dict(
     backbone=dict(
         arch='deit_tiny_patch16_224',
-        init_cfg=dict(checkpoint='pretrain/deit_tiny_patch16_224-a1311bcf.pth')),
+        init_cfg=dict(checkpoint='pretrain/deit-t16_8xb128-300e_in1k-224.pth')),
     decode_head=dict(in_channels=[192, 192, 192, 192]),
     auxiliary_head=dict(in_channels=192))

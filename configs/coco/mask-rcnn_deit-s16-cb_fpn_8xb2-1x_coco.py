@@ -1,3 +1,6 @@
-# +CB twin of mask-rcnn_deit-s16_fpn_8xb2-1x_coco.py: the one key in which the arms differ.
+# +CB twin of mask-rcnn_deit-s16_fpn_8xb2-1x_coco.py: CB on, and the backbone
+# pretrained with CB (configs/imagenet/deit-s16-cb_8xb128-300e_in1k-224.py).
 _base_ = './mask-rcnn_deit-s16_fpn_8xb2-1x_coco.py'
-model = dict(backbone=dict(cb=True))
+model = dict(backbone=dict(
+    cb=True,
+    init_cfg=dict(checkpoint='pretrain/deit-s16-cb_8xb128-300e_in1k-224.pth')))

@@ -4,6 +4,7 @@
 # pycocotools), detector and runtime as the full-size configs; sizes, proposal counts and the
 # schedule are small.
 _base_ = '../_base_/mask-rcnn_vit_coco.py'
+protocol = 'from-scratch'  # init_cfg=None; the suite feeds upstream checkpoints instead
 data_root = 'data/smoke/coco/'
 metainfo = dict(classes=('box', 'disc', 'triangle'))
 model = dict(

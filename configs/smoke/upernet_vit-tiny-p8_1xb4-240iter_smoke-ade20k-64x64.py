@@ -3,6 +3,7 @@
 # suite or `python -m cb_transfer.data`), trained from scratch. Same data set class, pipeline
 # steps, heads, evaluator and runtime as the full-size configs; only sizes and schedule differ.
 _base_ = '../_base_/upernet_vit_ade20k.py'
+protocol = 'from-scratch'  # init_cfg=None; the suite feeds upstream checkpoints instead
 crop_size = (64, 64)
 data_root = 'data/smoke/ade20k'
 norm_cfg = dict(type='SyncBN', requires_grad=True)
