@@ -4,19 +4,20 @@ One code path for segmentation and detection: the config's ``default_scope`` (``
 ``mmdet``, set by the base configs it inherits) decides which registries the Runner uses. The
 suite (``cb_transfer.suite``) calls these same functions.
 
-On a machine without CUDA, a distributed launch (``--launcher pytorch`` under torchrun) runs on
-the gloo backend: mmengine's own set-up calls ``torch.cuda.set_device`` and wraps the model with
-``device_ids=[LOCAL_RANK]``, both of which fail on CPU (SETUP_NOTES trap 4), so we start the
-process group ourselves and wrap without device ids.
+On a machine without CUDA, a distributed launch (``--launcher pytorch`` under torchrun, or
+``--launcher slurm`` under srun) runs on the gloo backend: mmengine's own set-up calls
+``torch.cuda.set_device`` and wraps the model with ``device_ids=[LOCAL_RANK]``, both of which fail
+on CPU (SETUP_NOTES trap 4), so we start the process group ourselves and wrap without device ids.
 """
 import argparse
 import itertools
 import logging
 import os
 import os.path as osp
+import subprocess
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -24,6 +25,8 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from .engine.checkpoints import find_resumable_checkpoint
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 TOOLS_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools')
@@ -44,19 +47,30 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. train_cfg.max_iters=100 '
                         'randomness.seed=1')
+    parser.add_argument('--pretrained', metavar='CHECKPOINT',
+                        help='initialise the backbone from this checkpoint (sets '
+                        'model.backbone.init_cfg, also where the config trains from scratch)')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
 def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
-                launcher: str = 'none') -> Config:
-    """Read a config the way mmseg's and mmdet's tools do, and prepare it for this machine."""
+                launcher: str = 'none', pretrained: Optional[str] = None) -> Config:
+    """Read a config the way mmseg's and mmdet's tools do, and prepare it for this machine.
+
+    Args:
+        pretrained: Initialise the backbone from this checkpoint file (``model.backbone.init_cfg``
+            becomes ``dict(type='Pretrained', checkpoint=pretrained)``, also where the config
+            trains from scratch).
+    """
     if not osp.isfile(config):
         raise FileNotFoundError(f"config file '{config}' not found")
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    if pretrained is not None:
+        cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=pretrained)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -78,18 +92,35 @@ def _replace_sync_bn(node):
             _replace_sync_bn(value)
 
 
+def _slurm_environment() -> None:
+    """torch.distributed's variables from Slurm's, as mmengine's own Slurm launcher sets them
+    (rank from SLURM_PROCID, world size from SLURM_NTASKS, the master address from the first host
+    of SLURM_NODELIST), without its ``torch.cuda.set_device``."""
+    node_list = os.environ['SLURM_NODELIST']
+    first_host = subprocess.run(['scontrol', 'show', 'hostnames', node_list], capture_output=True,
+                                text=True, check=True).stdout.split()[0]
+    os.environ.setdefault('MASTER_ADDR', first_host)
+    os.environ.setdefault('MASTER_PORT', '29500')
+    os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+    os.environ['RANK'] = os.environ['SLURM_PROCID']
+    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+
+
 def _prepare_cpu_distributed(cfg: Config, launcher: str) -> None:
-    if launcher != 'pytorch':
+    if launcher not in ('pytorch', 'slurm'):
         raise RuntimeError(f"--launcher {launcher} needs CUDA; on a CPU machine use torchrun "
-                           "with --launcher pytorch (tools/dist_train.sh), which runs on gloo")
+                           "with --launcher pytorch (tools/dist_train.sh), or Slurm, which run "
+                           "on gloo")
     if not dist.is_initialized():
+        if launcher == 'slurm':
+            _slurm_environment()
         dist.init_process_group(backend='gloo')
     cfg.env_cfg = dict(cfg.get('env_cfg', {}), dist_cfg=dict(backend='gloo'))
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
                                  broadcast_buffers=False,
                                  find_unused_parameters=cfg.get('find_unused_parameters', False))
     _replace_sync_bn(cfg.model)
-    print_log(f'CPU distributed run: gloo backend, rank {dist.get_rank()} of '
+    print_log(f'CPU distributed run ({launcher}): gloo backend, rank {dist.get_rank()} of '
               f'{dist.get_world_size()}, SyncBN replaced by BN', logger='current')
 
 
@@ -110,8 +141,15 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
-def train(cfg: Config, resume: bool = False, amp: bool = False) -> Runner:
-    """Train (and validate, as the config's loop says) with mmengine's Runner."""
+def train(cfg: Config, resume: bool = False, amp: bool = False, hooks: Sequence = ()) -> Runner:
+    """Train (and validate, as the config's loop says) with mmengine's Runner.
+
+    ``hooks`` are extra mmengine hooks (instances, not configs: they stay out of the dumped config).
+
+    With ``resume``, training continues from the newest checkpoint in the work dir that reads back
+    whole (:mod:`cb_transfer.engine.checkpoints`); unreadable newer ones are skipped and named. With
+    none, it starts from the beginning.
+    """
     if amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             print_log('AMP training is already enabled in the config.', logger='current',
@@ -119,8 +157,21 @@ def train(cfg: Config, resume: bool = False, amp: bool = False) -> Runner:
         else:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
-    cfg.resume = resume
+    cfg.resume, notes = False, []
+    if resume:
+        checkpoint, skipped = find_resumable_checkpoint(cfg.work_dir)
+        notes = [(logging.WARNING, f'resume: {note}') for note in skipped]
+        if checkpoint is None:
+            notes.append((logging.INFO, f'resume: no readable checkpoint in {cfg.work_dir}; '
+                          'starting from the beginning'))
+        else:
+            notes.append((logging.INFO, f'resume: from {checkpoint}'))
+            cfg.resume, cfg.load_from = True, str(checkpoint)
     runner = build_runner(cfg)
+    for level, note in notes:
+        runner.logger.log(level, note)
+    for hook in hooks:
+        runner.register_hook(hook)
     runner.train()
     return runner
 
@@ -138,12 +189,13 @@ def main_train(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description='Train a cb_transfer (mmseg or mmdet) config')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--resume', action='store_true',
-                        help='resume from the latest checkpoint in the work dir')
+                        help='resume from the newest readable checkpoint in the work dir')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
     add_common_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    cfg = load_config(args.config, args.work_dir, args.cfg_options, args.launcher)
+    cfg = load_config(args.config, args.work_dir, args.cfg_options, args.launcher,
+                      pretrained=args.pretrained)
     train(cfg, resume=args.resume, amp=args.amp)
 
 
@@ -155,5 +207,6 @@ def main_test(argv: Optional[List[str]] = None) -> None:
     add_common_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    cfg = load_config(args.config, args.work_dir, args.cfg_options, args.launcher)
+    cfg = load_config(args.config, args.work_dir, args.cfg_options, args.launcher,
+                      pretrained=args.pretrained)
     test(cfg, args.checkpoint)

@@ -1,5 +1,6 @@
-"""Training-loop additions registered in ``cb_transfer``'s hook registry."""
+"""Training-loop additions: ``ExactResumeHook`` (registered in ``cb_transfer``'s hook registry)
+and the choice of the checkpoint a run resumes from."""
+from .checkpoints import find_resumable_checkpoint
 from .exact_resume import ExactResumeHook
-from .progress import SuiteProgressHook
 
-__all__ = ['ExactResumeHook', 'SuiteProgressHook']
+__all__ = ['ExactResumeHook', 'find_resumable_checkpoint']

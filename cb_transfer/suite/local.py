@@ -1,0 +1,212 @@
+"""The local executor (the embedded default): the unfinished runs on this machine, up to ``jobs`` at
+a time, each in a worker process with ``threads`` CPU threads.
+
+Each run goes through :func:`cb_transfer.suite.job.execute`, the same work a Slurm job does, and
+starts once the upstream run it depends on has finished. On a small CPU two single-threaded runs
+side by side do more work than one run on both cores (the small models of the smoke suite use
+threads poorly, and Python's own work runs in parallel), so by default a CPU machine runs as
+many runs as it has cores, up to two, one thread each. The same seed and thread count give the
+same numbers; another thread count gives other rounding, so other numbers.
+
+The console shows the suite's own lines; each run's output (mmengine's log, library warnings,
+pycocotools' tables) goes to ``<run work dir>/suite_run.log`` unless ``verbose``.
+"""
+import contextlib
+import functools
+import json
+import multiprocessing
+import os
+import queue
+import shutil
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Dict, List, Optional
+
+from mmengine.hooks import Hook
+
+from ..engine.checkpoints import find_resumable_checkpoint
+from .console import Console, capture_output, clock
+from .job import execute, is_done
+from .plan import Plan, PlannedRun
+
+RUN_LOG = 'suite_run.log'
+SUMMARY_METRICS = ('accuracy/top1', 'mIoU', 'coco/bbox_mAP', 'coco/segm_mAP')
+_progress: Optional[multiprocessing.Queue] = None  # a worker's line to the main process
+
+
+def default_jobs() -> int:
+    """Runs at a time: one per GPU device with CUDA (torch sees one by default), else one per
+    core, at most two."""
+    import torch
+    return 1 if torch.cuda.is_available() else max(1, min(2, os.cpu_count() or 1))
+
+
+@functools.lru_cache(maxsize=None)
+def _schedule_length(config: str, options: str) -> int:
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    if options != '{}':
+        cfg.merge_from_dict(json.loads(options))
+    return int(cfg.train_cfg.get('max_iters') or cfg.train_cfg.get('max_epochs') or 1)
+
+
+def max_iters(run: PlannedRun) -> int:
+    """The iterations the run's config trains for, with the suite's options (for an
+    epoch-based config its epochs: a first guess, which the run corrects once it starts)."""
+    return _schedule_length(run.config, json.dumps(run.options, sort_keys=True))
+
+
+def _summary(metrics: Dict[str, float]) -> str:
+    shown = [f'{k} {metrics[k]:.3f}' for k in SUMMARY_METRICS if k in metrics]
+    return ', '.join(shown) or 'no metric'
+
+
+class _ReportProgress(Hook):
+    """In a worker: sends (run, iteration, max, loss, last metric) to the main process."""
+
+    priority = 'LOW'
+
+    def __init__(self, name: str) -> None:
+        self.name, self.loss, self.metric = name, float('nan'), ''
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if outputs and 'loss' in outputs:
+            self.loss = float(outputs['loss'])
+        _progress.put((self.name, runner.iter + 1, runner.max_iters, self.loss, self.metric))
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        if metrics:
+            key = next((k for k in SUMMARY_METRICS if k in metrics), next(iter(metrics)))
+            self.metric = f', {key} {float(metrics[key]):.3f}'
+
+
+def _start_worker(progress: multiprocessing.Queue, threads: int) -> None:
+    global _progress
+    _progress = progress
+    import torch
+    torch.set_num_threads(threads)
+
+
+def _work(run: PlannedRun, verbose: bool) -> dict:
+    """A worker's job: one run, its output in the run's log."""
+    log = run.work_dir / RUN_LOG
+    with contextlib.nullcontext() if verbose else capture_output(log):
+        try:
+            return execute(run, hooks=[_ReportProgress(run.name)])
+        except BaseException:
+            traceback.print_exc()  # into the run's log
+            raise
+
+
+class _Board:
+    """The console's view of the runs in progress: one line, updated in place on a terminal."""
+
+    def __init__(self, console: Console, expected: Dict[str, int]) -> None:
+        self.console = console
+        self.expected = dict(expected)       # name -> iterations, corrected as runs report
+        self.start = time.time()
+        self.runs: Dict[str, tuple] = {}     # name -> (label, start time)
+        self.state: Dict[str, tuple] = {}    # name -> (iteration, of, loss, metric)
+        self.finished_iters = 0
+
+    def begin(self, name: str, label: str) -> None:
+        self.runs[name] = (label, time.time())
+
+    def end(self, name: str) -> None:
+        self.runs.pop(name, None)
+        self.state.pop(name, None)
+        self.finished_iters += self.expected[name]
+
+    def show(self, name: str, it: int, of: int, loss: float, metric: str) -> None:
+        """A run's progress; the suite's time left comes from the iterations done so far, all
+        runs together (which counts the runs going on side by side)."""
+        self.state[name] = (it, of, loss, metric)
+        self.expected[name] = of
+        now = time.time()
+        done = self.finished_iters + sum(s[0] for s in self.state.values())
+        parts = []
+        for run, (i, n, loss_, metric_) in self.state.items():
+            label, start = self.runs.get(run, (run, now))
+            parts.append(f'{label}: iter {i}/{n} loss {loss_:.3f}{metric_}, run left '
+                         f'{clock((now - start) / max(i, 1) * (n - i))}')
+        suite_left = (now - self.start) / max(done, 1) * (sum(self.expected.values()) - done)
+        self.console.update(' | '.join(parts) + f' | suite left ~{clock(suite_left)}',
+                            force=it == of)
+
+
+def run_local(plan: Plan, console: Console, jobs: Optional[int] = None,
+              threads: Optional[int] = None, verbose: bool = False) -> List[str]:
+    """Run every unfinished run of ``plan`` on this machine, each after the run it starts from.
+    A run that fails is reported with its log and the error, and the runs that start from it are
+    skipped; the others go on.
+
+    Returns:
+        The names of the runs that failed or could not start.
+    """
+    jobs = jobs or default_jobs()
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    todo = [r for r in plan.runs if not is_done(r)]
+    if not todo:
+        return []
+    board = _Board(console, {r.name: max_iters(r) for r in todo})
+    console.line(f'{len(todo)} runs to go, {jobs} at a time, {threads} thread'
+                 f'{"s" * (threads > 1)} each')
+    numbers = {r.name: i for i, r in enumerate(todo, 1)}
+    label = {r.name: f'[{numbers[r.name]}/{len(todo)}] {r.name}' for r in todo}
+    waiting, running, failed, started = list(todo), {}, [], {}
+    context = multiprocessing.get_context('spawn')
+    progress = context.Queue()
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
+                             initargs=(progress, threads)) as pool:
+        while waiting or running:
+            for run in list(waiting):
+                upstream = plan.upstream_of(run)
+                if upstream is not None and upstream.name in failed:
+                    waiting.remove(run)
+                    failed.append(run.name)
+                    console.line(f'{label[run.name]}: skipped, its upstream run {upstream.name} '
+                                 'failed')
+                elif len(running) < jobs and (upstream is None or is_done(upstream)):
+                    waiting.remove(run)
+                    console.line(f'{label[run.name]}: {_start_note(run, verbose)}')
+                    running[pool.submit(_work, run, verbose)] = run
+                    started[run.name] = time.time()
+                    board.begin(run.name, label[run.name])
+            finished, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+            _drain(progress, board)
+            for future in finished:
+                run = running.pop(future)
+                board.end(run.name)
+                log = run.work_dir / RUN_LOG
+                try:
+                    record = future.result()
+                except Exception as err:
+                    failed.append(run.name)
+                    console.line(f'{label[run.name]}: FAILED ({type(err).__name__}: {err}); '
+                                 f'log: {log}')
+                else:
+                    console.line(f'{label[run.name]}: done in '
+                                 f'{clock(time.time() - started[run.name])}, '
+                                 f'{_summary(record["metrics"])}')
+    return failed
+
+
+def _start_note(run: PlannedRun, verbose: bool) -> str:
+    """Where the run starts (and why a newer checkpoint was passed over); clears the work dir of
+    a run that died before its first checkpoint."""
+    checkpoint, skipped = find_resumable_checkpoint(run.work_dir)
+    if checkpoint is None and run.work_dir.exists():
+        shutil.rmtree(run.work_dir)
+    note = f'resuming from {checkpoint.name}' if checkpoint else 'starting'
+    if skipped:
+        note += ' (' + '; '.join(skipped) + ')'
+    return note + ('' if verbose else f', log: {run.work_dir / RUN_LOG}')
+
+
+def _drain(progress: multiprocessing.Queue, board: _Board) -> None:
+    while True:
+        try:
+            board.show(*progress.get_nowait())
+        except queue.Empty:
+            return

@@ -1,0 +1,240 @@
+"""A suite's plan: what runs, in which order, and which upstream run feeds which downstream arm.
+
+The plan is pure data built from a suite file (an mmengine config in ``configs/suites/``)::
+
+    upstream = dict(                  # optional: pretraining pairs, by name
+        deit_s=dict(plain='configs/imagenet/deit-s16_8xb128-300e_in1k-224.py',
+                    cb='configs/imagenet/deit-s16-cb_8xb128-300e_in1k-224.py'))
+    upstream_seed = 0                 # optional: the seed of the pretraining runs
+    downstream = [                    # fine-tuning entries
+        dict(plain=CONFIG, cb=CONFIG, weights='deit_s'),
+        ...
+    ]
+    seeds = [0, 1, 2]                 # the fine-tuning seeds
+    cfg_options = {CONFIG: {key: value}, '*': {...}}   # optional overrides ('*': every config)
+    smoke_data = True                 # optional: generate data/smoke first
+    work_dir = 'work_dirs/suite_NAME' # optional
+
+A downstream entry's ``weights`` says where each arm starts, and so which protocol it measures:
+
+    weights='deit_s'                           two-stage: each arm from its own pretraining run
+                                               (the plain arm from deit_s's plain run, the +CB
+                                               arm from its CB run), the paper's protocol
+    weights=dict(plain='a.pth', cb='b.pth')    two-stage from files the user already has
+    weights=dict(plain='deit_s.plain',         cb-at-finetune: both arms from the same plain
+                 cb='deit_s.plain')            weights, CB switched on at fine-tuning
+    dict(plain=CONFIG,                         zoo-check: a plain arm alone from a public
+         weights=dict(plain='deit.pth'))       checkpoint (a check of the recipe, not of CB)
+    no weights                                 what the configs themselves load, under the
+                                               protocol the config names
+
+Two arms from different kinds of source (a public plain checkpoint against an in-house CB run)
+would confound the recipe with CB, and the plan refuses them. Every run carries its protocol as the
+config key ``protocol``, so that the result tables never pair arms of different protocols.
+
+Work dirs: ``<root>/upstream/<config>/seed<N>`` and ``<root>/<protocol>/<config>/seed<N>``.
+"""
+import os.path as osp
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from mmengine.config import Config
+
+REPO = Path(__file__).resolve().parents[2]
+SUITES = REPO / 'configs' / 'suites'
+ARMS = ('plain', 'cb')
+UPSTREAM = 'upstream'
+TWO_STAGE, CB_AT_FINETUNE, ZOO_CHECK, PRETRAINING = (
+    'two-stage', 'cb-at-finetune', 'zoo-check', 'pretraining')
+
+
+class SuiteError(ValueError):
+    """A suite file that cannot be planned; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Where a run's backbone starts: the last checkpoint of an upstream run, or a file."""
+    run: Optional[str] = None      # the upstream run's name (its work dir, relative to the root)
+    work_dir: Optional[Path] = None   # the upstream run's work dir
+    file: Optional[str] = None
+
+    def describe(self) -> str:
+        return f'<last checkpoint of {self.run}>' if self.run else str(self.file)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run (then its test): everything an executor needs, nothing it must look up."""
+    name: str                      # e.g. 'two-stage/upernet_..._ade20k-64x64/seed0'
+    stage: str                     # 'upstream' or 'downstream'
+    arm: str                       # 'plain' or 'cb'
+    config: str                    # absolute path
+    seed: int
+    protocol: str
+    work_dir: Path
+    options: Dict = field(default_factory=dict, hash=False)   # the suite's cfg_options
+    weights: Optional[Weights] = None
+
+    @property
+    def config_name(self) -> str:
+        return Path(self.config).stem
+
+    @property
+    def overrides(self) -> dict:
+        """The config keys this run sets: the suite's options, its seed and its protocol."""
+        return {**self.options, 'randomness.seed': self.seed, 'protocol': self.protocol}
+
+    def options_as_args(self) -> List[str]:
+        """``overrides`` as ``--cfg-options`` arguments."""
+        import json
+        return [f'{k}={v if isinstance(v, str) else json.dumps(v)}'
+                for k, v in self.overrides.items()]
+
+
+@dataclass
+class Plan:
+    suite_file: str
+    root: Path
+    runs: List[PlannedRun]
+    seeds: List[int]
+    smoke_data: bool = False
+
+    def run(self, name: str) -> PlannedRun:
+        return next(r for r in self.runs if r.name == name)
+
+    def upstream_of(self, run: PlannedRun) -> Optional[PlannedRun]:
+        """The upstream run whose checkpoint ``run`` starts from, if any."""
+        return self.run(run.weights.run) if run.weights and run.weights.run else None
+
+    @property
+    def configs(self) -> List[str]:
+        return sorted({r.config for r in self.runs})
+
+
+def _resolve_config(config: str, where: str) -> str:
+    full = config if osp.isabs(config) else str(REPO / config)
+    if not osp.isfile(full):
+        raise SuiteError(f"config '{config}' named in {where} not found")
+    return full
+
+
+def _arms(entry: dict, where: str) -> Dict[str, str]:
+    unknown = set(entry) - {'plain', 'cb', 'weights'}
+    if unknown:
+        raise SuiteError(f'{where}: unknown keys {sorted(unknown)}; an entry has plain, cb '
+                         'and weights')
+    if 'plain' not in entry and 'cb' not in entry:
+        raise SuiteError(f'{where}: names no config (plain=..., cb=...)')
+    return {arm: _resolve_config(entry[arm], where) for arm in ARMS if entry.get(arm)}
+
+
+def _source(spec: str, upstream: Dict[str, Dict[str, PlannedRun]], where: str) -> Weights:
+    """'NAME.plain' / 'NAME.cb' (an upstream run) or a file path."""
+    name, _, arm = spec.rpartition('.')
+    if name in upstream:
+        if arm not in upstream[name]:
+            raise SuiteError(f"{where}: '{spec}' names the {arm!r} arm of upstream {name!r}, "
+                             f'which has {sorted(upstream[name])}')
+        return Weights(run=upstream[name][arm].name, work_dir=upstream[name][arm].work_dir)
+    if '/' not in spec and not spec.endswith(('.pth', '.pt', '.bin', '.safetensors')):
+        raise SuiteError(f"{where}: '{spec}' is neither an upstream run (NAME.plain or NAME.cb; "
+                         f'upstream here: {sorted(upstream) or "none"}) nor a checkpoint file')
+    return Weights(file=spec)
+
+
+def _weights(entry: dict, arms: Dict[str, str], upstream: Dict[str, Dict[str, PlannedRun]],
+             where: str) -> Tuple[Dict[str, Optional[Weights]], Optional[str]]:
+    """Each arm's weights and the protocol they make; protocol None: the configs' own."""
+    spec = entry.get('weights')
+    if spec is None:
+        return {arm: None for arm in arms}, None
+    if isinstance(spec, str):
+        if spec not in upstream:
+            raise SuiteError(f"{where}: weights='{spec}' is not an upstream pair (upstream here: "
+                             f'{sorted(upstream) or "none"})')
+        return {arm: _source(f'{spec}.{arm}', upstream, where) for arm in arms}, TWO_STAGE
+    if not isinstance(spec, dict) or set(spec) - set(ARMS) or set(arms) - set(spec):
+        raise SuiteError(f'{where}: weights must be an upstream name or dict(plain=..., cb=...) '
+                         f'with a source for each arm ({", ".join(arms)}); got {spec!r}')
+    sources = {arm: _source(spec[arm], upstream, where) for arm in arms}
+    if len(sources) == 1:
+        return sources, ZOO_CHECK if sources.get('plain') and sources['plain'].file else TWO_STAGE
+    plain, cb = sources['plain'], sources['cb']
+    if plain == cb:
+        return sources, CB_AT_FINETUNE
+    if plain.run and cb.run:
+        if not any(pair.get('plain') and pair.get('cb') and pair['plain'].name == plain.run
+                   and pair['cb'].name == cb.run for pair in upstream.values()):
+            raise SuiteError(f'{where}: the arms start from {plain.run} and {cb.run}, which are '
+                             'not the plain and CB arms of one upstream pair; a comparison needs '
+                             'both arms pretrained with one recipe')
+        return sources, TWO_STAGE
+    if plain.file and cb.file:
+        return sources, TWO_STAGE
+    raise SuiteError(f'{where}: one arm starts from a file and the other from an upstream run '
+                     f'({plain.describe()} vs {cb.describe()}): that compares two recipes, not '
+                     'CB. Give both arms upstream runs of one pair, or both files.')
+
+
+def load_plan(suite_file: str, work_dir: Optional[str] = None) -> Plan:
+    """Read and check a suite file; every config it names must exist."""
+    if not osp.isfile(suite_file):
+        presets = ', '.join(sorted(p.stem for p in SUITES.glob('*.py')))
+        raise FileNotFoundError(f"suite file '{suite_file}' not found (presets in {SUITES}: "
+                                f'{presets})')
+    where = f"suite file '{suite_file}'"
+    try:
+        suite = Config.fromfile(suite_file)
+    except Exception as err:  # mmengine's own message says what is wrong with the file
+        raise SuiteError(f'{where} could not be read: {type(err).__name__}: {err}') from err
+    if 'pairs' in suite:
+        raise SuiteError(f"{where}: 'pairs' is the old format; write downstream = "
+                         "[dict(plain=..., cb=...), ...] (see cb_transfer/suite/plan.py)")
+    for key in ('downstream', 'seeds'):
+        if key not in suite:
+            raise SuiteError(f"{where} has no '{key}'")
+    root = Path(work_dir or suite.get('work_dir') or f'work_dirs/suite_{Path(suite_file).stem}')
+    options = suite.get('cfg_options') or {}
+
+    def options_for(config: str) -> dict:
+        relative = osp.relpath(config, REPO)
+        return {**options.get('*', {}), **options.get(relative, {}), **options.get(config, {})}
+
+    runs: List[PlannedRun] = []
+    upstream: Dict[str, Dict[str, PlannedRun]] = {}
+    seed = int(suite.get('upstream_seed', 0))
+    for name, entry in (suite.get('upstream') or {}).items():
+        pair_where = f"{where}, upstream '{name}'"
+        if not isinstance(entry, dict):
+            raise SuiteError(f'{pair_where}: give dict(plain=CONFIG, cb=CONFIG)')
+        upstream[name] = {}
+        for arm, config in _arms(entry, pair_where).items():
+            run = PlannedRun(
+                name=f'{UPSTREAM}/{Path(config).stem}/seed{seed}', stage='upstream', arm=arm,
+                config=config, seed=seed, protocol=PRETRAINING,
+                work_dir=root / UPSTREAM / Path(config).stem / f'seed{seed}',
+                options=options_for(config))
+            upstream[name][arm] = run
+            if run.name not in {r.name for r in runs}:
+                runs.append(run)
+
+    for index, entry in enumerate(suite.downstream):
+        entry_where = f'{where}, downstream[{index}]'
+        if not isinstance(entry, dict):
+            raise SuiteError(f'{entry_where}: give dict(plain=CONFIG, cb=CONFIG, weights=...)')
+        arms = _arms(entry, entry_where)
+        weights, protocol = _weights(entry, arms, upstream, entry_where)
+        for arm, config in arms.items():
+            arm_protocol = protocol or Config.fromfile(config).get('protocol') or 'as configured'
+            for s in suite.seeds:
+                name = f'{arm_protocol}/{Path(config).stem}/seed{s}'
+                if name in {r.name for r in runs}:
+                    raise SuiteError(f'{entry_where}: {name} is planned twice')
+                runs.append(PlannedRun(
+                    name=name, stage='downstream', arm=arm, config=config, seed=int(s),
+                    protocol=arm_protocol, work_dir=root / name, options=options_for(config),
+                    weights=weights[arm]))
+    return Plan(suite_file=suite_file, root=root, runs=runs, seeds=list(suite.seeds),
+                smoke_data=bool(suite.get('smoke_data')))
