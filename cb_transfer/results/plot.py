@@ -1,67 +1,138 @@
-"""Plots of the gains (with their intervals) and, optionally, of both arms' metric curves."""
+"""Figures for papers: the gain of each row with its interval and every seed's paired difference,
+and both arms' training loss and validation metric over training.
+
+Sized for a page (7 inches wide, 8-9 pt labels at 100%), written as PNG and PDF. In the curves
+each arm has its own colour, marker and line style and a translucent band (mean ± std over seeds,
+where there are two or more), so that neither arm can hide the other.
+"""
 from collections import defaultdict
-from typing import Dict, List
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
 
 import matplotlib
 
 matplotlib.use('Agg')  # files only; no display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from .table import Table  # noqa: E402
 
-WIDTH_INCHES, DPI = 10, 100
+WIDTH_INCHES, DPI = 7.0, 200
+FONT = 8
+ARMS = {'plain': dict(color='tab:gray', marker='o', linestyle='--'),
+        '+CB': dict(color='tab:red', marker='^', linestyle='-')}
+FORMATS = ('.png', '.pdf')
 
 
-def _label(row) -> str:
+def _save(fig, path: str) -> List[Path]:
+    fig.tight_layout()
+    written = []
+    for suffix in FORMATS:
+        out = Path(path).with_suffix(suffix)
+        fig.savefig(out, dpi=DPI)
+        written.append(out)
+    plt.close(fig)
+    return written
+
+
+def _two_lines(row) -> str:
     variant = '' if row.cb_options in ('-', 'mlp') else f' [{row.cb_options}]'
-    return f'{row.model} {row.arch.split("(")[0]} {row.schedule} {row.metric}{variant}'
+    return (f'{row.model} {row.arch.split("(")[0]}\n'
+            f'{row.metric}, {row.schedule}, {row.protocol}{variant}')
 
 
-def _curve(runs, metric: str) -> Dict[int, float]:
-    """The arm's metric at each evaluated step, averaged over its runs."""
-    values: Dict[int, List[float]] = defaultdict(list)
-    for run in runs:
-        for step, metrics in run.evaluations.items():
-            if metric in metrics:
-                values[step].append(metrics[metric])
-    return {step: sum(v) / len(v) for step, v in sorted(values.items())}
-
-
-def plot_table(table: Table, path: str, curves: bool = False) -> None:
-    """Write a PNG ``WIDTH_INCHES * DPI`` pixels wide: the gain of each pair with its 95%
-    interval, and with ``curves`` one panel per pair with both arms' metric over training."""
+def plot_gains(table: Table, path: str) -> List[Path]:
+    """The gain of each row (point) with its 95% interval (bar; grey where there is none) and the
+    paired difference of every seed (small dots). Written as ``path`` in PNG and PDF."""
     rows = [r for r in table.rows if r.delta is not None]
-    panels = 1 + (len(rows) if curves else 0)
-    gain_height = 1.2 + 0.45 * max(len(rows), 1)
-    heights = [gain_height] + [2.6] * (panels - 1)
-    fig, axes = plt.subplots(panels, 1, figsize=(WIDTH_INCHES, sum(heights)),
-                             gridspec_kw=dict(height_ratios=heights), squeeze=False)
-    ax = axes[0][0]
+    height = 1.0 + 0.42 * max(len(rows), 1)
+    fig, ax = plt.subplots(figsize=(WIDTH_INCHES, height))
     for y, row in enumerate(rows):
-        low = row.delta - row.ci_low if row.ci_low is not None else 0
-        high = row.ci_high - row.delta if row.ci_high is not None else 0
-        ax.errorbar(row.delta, y, xerr=[[low], [high]], fmt='o', capsize=4,
-                    color='tab:blue' if row.ci_low is not None else 'tab:gray')
+        has_ci = row.ci_low is not None
+        ax.errorbar(row.delta, y, xerr=[[row.delta - row.ci_low if has_ci else 0],
+                                        [row.ci_high - row.delta if has_ci else 0]],
+                    fmt='s', capsize=3, markersize=5, color='tab:blue' if has_ci else 'tab:gray',
+                    zorder=3)
+        plain, cb = dict(row.plain_values), dict(row.cb_values)
+        diffs = [cb[s] - plain[s] for s in sorted(plain.keys() & cb.keys(), key=str)]
+        if diffs:
+            offsets = np.linspace(-0.18, 0.18, len(diffs))
+            ax.scatter(diffs, y + offsets, s=10, color='black', alpha=0.7, zorder=4,
+                       label='one seed (+CB minus plain)' if y == 0 else None)
     ax.axvline(0, color='black', linewidth=0.8)
-    ax.set_yticks(range(len(rows)), [_label(r) for r in rows], fontsize=8)
+    ax.set_yticks(range(len(rows)), [_two_lines(r) for r in rows], fontsize=FONT)
     ax.set_ylim(-0.7, max(len(rows), 1) - 0.3)
     ax.invert_yaxis()
-    ax.set_xlabel('gain of +CB over plain (points, 95% interval; grey: no interval)')
-    ax.set_title('Context Broadcasting: downstream gains' if rows else 'no pair to plot')
+    ax.tick_params(axis='x', labelsize=FONT)
+    ax.set_xlabel('gain of +CB over plain (metric points): mean, 95% interval, each seed',
+                  fontsize=FONT)
+    if rows and any(r.plain_values and r.cb_values for r in rows):
+        ax.legend(fontsize=FONT - 1, loc='best')
+    ax.set_title('Context Broadcasting: gains' if rows else 'no row with both arms',
+                 fontsize=FONT + 1)
+    return _save(fig, path)
 
+
+def _mean_band(curves: Sequence[Dict[int, float]]) -> Tuple[list, list, list]:
+    """Steps, mean and std over the runs that logged each step."""
+    values: Dict[int, List[float]] = defaultdict(list)
+    for curve in curves:
+        for step, value in curve.items():
+            values[step].append(value)
+    steps = sorted(values)
+    means = [float(np.mean(values[s])) for s in steps]
+    stds = [float(np.std(values[s], ddof=1)) if len(values[s]) > 1 else 0.0 for s in steps]
+    return steps, means, stds
+
+
+def _draw(ax, curves_by_arm: Dict[str, list], ylabel: str, xlabel: str) -> None:
+    for arm, curves in curves_by_arm.items():
+        steps, means, stds = _mean_band([c for c in curves if c])
+        if not steps:
+            continue
+        style = ARMS[arm]
+        ax.plot(steps, means, color=style['color'], linestyle=style['linestyle'],
+                marker=style['marker'], markersize=3 if len(steps) > 12 else 4, linewidth=1.2,
+                label=f'{arm} (mean of {len([c for c in curves if c])})')
+        ax.fill_between(steps, np.subtract(means, stds), np.add(means, stds),
+                        color=style['color'], alpha=0.18, linewidth=0)
+    ax.set_xlabel(xlabel, fontsize=FONT)
+    ax.set_ylabel(ylabel, fontsize=FONT)
+    ax.tick_params(labelsize=FONT)
+
+
+def plot_curves(table: Table, path: str) -> List[Path]:
+    """Per experiment (one row of panels): the training loss and each tabulated metric over
+    training, both arms as mean ± std over seeds. Written as ``path`` in PNG and PDF."""
+    experiments: Dict[int, list] = {}
+    for row, (plain, cb) in zip(table.rows, table.arms):
+        if plain or cb:
+            experiments.setdefault(id(plain or cb), [row, plain, cb, []])[3].append(row.metric)
+    columns = 1 + max((len(e[3]) for e in experiments.values()), default=1)
+    fig, axes = plt.subplots(max(len(experiments), 1), columns,
+                             figsize=(WIDTH_INCHES, 2.1 * max(len(experiments), 1)),
+                             squeeze=False)
+    for line, (row, plain, cb, metrics) in zip(axes, experiments.values()):
+        arms = {'plain': plain, '+CB': cb}
+        _draw(line[0], {a: [r.losses for r in runs] for a, runs in arms.items()},
+              'training loss', 'iteration')
+        line[0].set_title(f'{row.model} {row.arch.split("(")[0]} {row.schedule} '
+                          f'({row.protocol})', fontsize=FONT, loc='left')
+        for ax, metric in zip(line[1:], metrics):
+            _draw(ax, {a: [{s: m[metric] for s, m in r.evaluations.items() if metric in m}
+                           for r in runs] for a, runs in arms.items()},
+                  metric, 'evaluation (iteration, or epoch)')
+        for ax in line[1 + len(metrics):]:
+            ax.axis('off')
+        line[0].legend(fontsize=FONT - 1)
+    return _save(fig, path)
+
+
+def plot_table(table: Table, path: str, curves: bool = False) -> List[Path]:
+    """``plot_gains`` at ``path``; with ``curves`` also ``plot_curves`` beside it
+    (``<name>_curves``)."""
+    written = plot_gains(table, path)
     if curves:
-        pairs = [arms for row, arms in zip(table.rows, table.arms) if row.delta is not None]
-        for panel, row, (plain, cb) in zip(axes[1:], rows, pairs):
-            ax = panel[0]
-            for name, runs, colour in (('plain', plain, 'tab:gray'), ('+CB', cb, 'tab:red')):
-                curve = _curve(runs, row.metric)
-                if curve:
-                    ax.plot(list(curve), list(curve.values()), marker='o', color=colour,
-                            label=f'{name} (mean of {len(runs)})')
-            ax.set_title(_label(row), fontsize=9)
-            ax.set_xlabel('iteration / epoch')
-            ax.set_ylabel(row.metric)
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+        target = Path(path)
+        written += plot_curves(table, str(target.with_name(target.stem + '_curves.png')))
+    return written

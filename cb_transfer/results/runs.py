@@ -3,11 +3,14 @@
 A run of mmengine 1.x is a work_dir holding one timestamp folder per start: a resumed run has
 several, and they are read as one. In each folder: ``vis_data/scalars.json`` (training and
 validation scalars, one JSON object a line), ``vis_data/config.py`` (the dumped, fully resolved
-config) and, for a test, ``<timestamp>.json`` (the test metrics). A run of the 0.x/2.x releases is
-one ``*.log.json`` file: a first line with ``env_info`` and the config text, then lines with a
-``mode`` key (``train`` or ``val``).
+config), ``<timestamp>.log`` (the text log, where :mod:`cb_transfer.models.pretrained` records the
+pretrained weights a run started from) and, for a test, ``<timestamp>.json`` (the test metrics). A
+run of the 0.x/2.x releases is one ``*.log.json`` file: a first line with ``env_info`` and the
+config text, then lines with a ``mode`` key (``train`` or ``val``).
 
-A run is identified from its config, never from its folder name.
+A run is identified from its config, never from its folder name: task (classification,
+segmentation, detection), data set, model, backbone, CB options, seed, schedule and the protocol
+(the config key ``protocol`` the suite sets: two-stage, cb-at-finetune, zoo-check, ...).
 """
 import json
 import math
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from mmengine.config import Config
+
+from ..models.pretrained import WEIGHTS_LOG_PREFIX
 
 # Keys whose values say where or how a run was executed, not what was trained: two arms that
 # differ only in these are the same experiment.
@@ -31,9 +36,11 @@ SEED_KEYS = ('randomness.seed', 'seed')
 # CB arm), so it does not split them; it is reported instead.
 CHECKPOINT_KEYS = ('model.backbone.init_cfg.checkpoint', 'model.pretrained')
 MODEL_NAMES = {'UPerHead': 'UPerNet', 'FPNHead': 'Semantic FPN', 'FCNHead': 'FCN',
-               'SegmenterMaskTransformerHead': 'Segmenter'}
+               'SegmenterMaskTransformerHead': 'Segmenter',
+               'VisionTransformerClsHead': 'ViT classifier', 'LinearClsHead': 'linear classifier'}
 DATASET_NAMES = {'ADE20KDataset': 'ADE20K', 'CocoDataset': 'COCO', 'CityscapesDataset':
-                 'Cityscapes'}
+                 'Cityscapes', 'ImageNet': 'ImageNet'}
+FROM_SCRATCH = 'from scratch'
 
 
 @dataclass
@@ -48,12 +55,25 @@ class Run:
     cb: bool
     cb_options: str
     seed: Optional[int]
-    checkpoint: Optional[str]
+    checkpoint: Optional[str]  # the pretrained file the config names, if any
+    protocol: str
     experiment: str           # a fingerprint of the config less CB, seed and bookkeeping
     evaluations: Dict[int, dict] = field(default_factory=dict)   # step -> metrics (percent)
     test: Optional[dict] = None
     finished: bool = True
     problems: List[str] = field(default_factory=list)
+    # what the run's log says the backbone was initialised from (cb_transfer.models.pretrained)
+    weights: Optional[dict] = None
+    losses: Dict[int, float] = field(default_factory=dict)   # step -> training loss
+
+    @property
+    def weights_source(self) -> str:
+        """``'<file> (<first 8 hex digits of its SHA-256>)'``, or ``'from scratch'``."""
+        if self.weights:
+            return f"{self.weights['file']} ({self.weights['sha256'][:8]})"
+        if self.checkpoint:
+            return f'{Path(self.checkpoint).name} (not in the log: hash unknown)'
+        return FROM_SCRATCH
 
     def metric(self, name: str, best: bool = False) -> Optional[float]:
         """The last (or best) evaluation of ``name``; the test metrics if none was logged."""
@@ -117,8 +137,12 @@ def identify(cfg: dict) -> dict:
     """What a run is, read from its resolved config."""
     model = cfg.get('model', {})
     backbone = model.get('backbone', {})
-    segmentation = cfg.get('default_scope') == 'mmseg' or 'decode_head' in model
-    head = model.get('decode_head', {}).get('type', '?') if segmentation else model.get('type', '?')
+    if cfg.get('default_scope') == 'mmpretrain' or model.get('type') == 'ImageClassifier':
+        task, head = 'classification', (model.get('head') or {}).get('type', '?')
+    elif cfg.get('default_scope') == 'mmseg' or 'decode_head' in model:
+        task, head = 'segmentation', model.get('decode_head', {}).get('type', '?')
+    else:
+        task, head = 'detection', model.get('type', '?')
     cb = bool(backbone.get('cb', False))
     options = ''
     if cb:
@@ -130,12 +154,11 @@ def identify(cfg: dict) -> dict:
     flat = dict(_flatten(cfg))
     experiment = json.dumps(sorted((k, repr(v)) for k, v in flat.items()
                                    if not _is_bookkeeping(k)))
-    return dict(task='segmentation' if segmentation else 'detection', dataset=_dataset_type(cfg),
-                model=MODEL_NAMES.get(head, head), arch=_arch(backbone), schedule=_schedule(cfg),
-                cb=cb, cb_options=options, seed=seed,
-                checkpoint=(backbone.get('init_cfg') or {}).get('checkpoint') or
-                model.get('pretrained'),
-                experiment=experiment)
+    checkpoint = (backbone.get('init_cfg') or {}).get('checkpoint') or model.get('pretrained')
+    protocol = cfg.get('protocol') or ('from-scratch' if not checkpoint else 'as configured')
+    return dict(task=task, dataset=_dataset_type(cfg), model=MODEL_NAMES.get(head, head),
+                arch=_arch(backbone), schedule=_schedule(cfg), cb=cb, cb_options=options,
+                seed=seed, checkpoint=checkpoint, protocol=str(protocol), experiment=experiment)
 
 
 def to_percent(key: str, value, fractions: bool) -> float:
@@ -144,8 +167,8 @@ def to_percent(key: str, value, fractions: bool) -> float:
 
 
 def _is_metric(key: str) -> bool:
-    return (key in ('mIoU', 'mAcc', 'aAcc') or key.startswith('coco/') or key.endswith('_mAP')
-            or '_mAP_' in key or key.startswith(('IoU.', 'Acc.')))
+    return (key in ('mIoU', 'mAcc', 'aAcc') or key.startswith(('coco/', 'accuracy/'))
+            or key.endswith('_mAP') or '_mAP_' in key or key.startswith(('IoU.', 'Acc.')))
 
 
 class LogReader:
@@ -166,7 +189,8 @@ class LogReader:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                self.problems.append(f'{path}:{number}: corrupt or truncated line skipped ({err.msg})')
+                self.problems.append(f'{path}:{number}: corrupt or truncated line skipped '
+                                     f'({err.msg})')
                 continue
             if not isinstance(record, dict):
                 self.problems.append(f'{path}:{number}: not a JSON object, skipped')
@@ -190,6 +214,23 @@ def _read_config(path: Path, reader: LogReader) -> Optional[dict]:
     except Exception as err:  # a config we cannot read makes the run unidentifiable, not fatal
         reader.problems.append(f'{path}: config unreadable ({type(err).__name__}: {err})')
         return None
+
+
+def _weights_in_log(log: Path, reader: LogReader) -> Optional[dict]:
+    """The last record of pretrained weights in a text log (``pretrained weights: {JSON}``)."""
+    if not log.is_file():
+        return None
+    found = None
+    with open(log, errors='replace') as f:
+        for number, line in enumerate(f, 1):
+            at = line.find(WEIGHTS_LOG_PREFIX)
+            if at < 0:
+                continue
+            try:
+                found = json.loads(line[at + len(WEIGHTS_LOG_PREFIX):])
+            except json.JSONDecodeError as err:
+                reader.problems.append(f'{log}:{number}: unreadable weights record ({err.msg})')
+    return found
 
 
 def read_mmengine_run(work_dir: Path, reader: LogReader) -> Optional[Run]:
@@ -217,10 +258,13 @@ def read_mmengine_run(work_dir: Path, reader: LogReader) -> Optional[Run]:
                     continue
                 if 'loss' in record or any(k == 'lr' or k.endswith('lr') for k in record):
                     last_train_step = max(last_train_step, step)
+                    if isinstance(record.get('loss'), (int, float)):
+                        run.losses[step] = float(record['loss'])
                     continue
                 found = reader.metrics(record, fractions, f'{scalars}:{number}')
                 if found:
                     run.evaluations.setdefault(step, {}).update(found)
+        run.weights = _weights_in_log(folder / f'{folder.name}.log', reader) or run.weights
         test_file = folder / f'{folder.name}.json'
         if test_file.exists():
             for number, record in reader.json_lines(test_file):

@@ -10,7 +10,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from .runs import Run
 from .stats import gain, summarize
 
-DEFAULT_METRICS = {'segmentation': ['mIoU'], 'detection': ['coco/bbox_mAP', 'coco/segm_mAP']}
+DEFAULT_METRICS = {'classification': ['accuracy/top1', 'accuracy/top5'],
+                   'segmentation': ['mIoU'], 'detection': ['coco/bbox_mAP', 'coco/segm_mAP']}
 # Public numbers for plain arms (DESIGN.md): mmseg's model zoo (UPerNet + DeiT, ADE20K, single
 # scale) and ViT-Adapter's plain-ViT Mask R-CNN 3x + MS baselines (DeiT init).
 REFERENCES = {
@@ -25,6 +26,20 @@ REFERENCES = {
     ('COCO', 'MaskRCNN', 'deit_base_patch16_224', '36e', 'coco/bbox_mAP'): 45.8,
     ('COCO', 'MaskRCNN', 'deit_base_patch16_224', '36e', 'coco/segm_mAP'): 41.3,
 }
+
+
+# What each protocol compares (cb_transfer.suite.plan): never two of them in one row.
+PROTOCOLS = {
+    'pretraining': 'ImageNet pretraining of both arms from scratch with one recipe',
+    'two-stage': 'each arm fine-tuned from its own ImageNet checkpoint, both pretrained with one '
+                 'recipe (the paper\'s protocol)',
+    'cb-at-finetune': 'both arms fine-tuned from the same plain checkpoint, CB switched on at '
+                      'fine-tuning',
+    'zoo-check': 'a plain arm from a public checkpoint, to check the recipe against the model zoo '
+                 '(not a CB comparison)',
+    'from-scratch': 'both arms fine-tuned without pretraining',
+}
+PROTOCOLS_TEXT = '; '.join(f'{k}: {v}' for k, v in PROTOCOLS.items()) + '.'
 
 
 @dataclass
@@ -48,8 +63,13 @@ class Row:
     ci_high: Optional[float]
     method: str
     reference: Optional[float]
+    protocol: str = ''
+    plain_weights: str = ''     # where each arm's backbone started: file (sha256[:8]) or scratch
+    cb_weights: str = ''
     plain_seeds: List = field(default_factory=list)
     cb_seeds: List = field(default_factory=list)
+    plain_values: List = field(default_factory=list)   # (seed, value) of each run
+    cb_values: List = field(default_factory=list)
 
 
 @dataclass
@@ -78,11 +98,48 @@ def build_table(runs: Sequence[Run], problems: Sequence[str] = (),
         for variant in variants:
             cb = arms[variant] if variant else []
             sample = (plain or cb)[0]
-            for metric in metrics or DEFAULT_METRICS[sample.task]:
+            for metric in metrics or _logged_defaults(sample.task, plain + cb):
                 entries.append((_row(sample, variant, metric, plain, cb, best, notes), (plain, cb)))
-    entries.sort(key=lambda e: (e[0].task, e[0].dataset, e[0].model, e[0].arch, e[0].schedule,
-                                e[0].metric, e[0].cb_options))
+            notes.extend(_protocol_notes(sample, plain, cb))
+    entries.sort(key=lambda e: (TASK_ORDER.get(e[0].task, 9), e[0].task, e[0].protocol,
+                                e[0].dataset, e[0].model, e[0].arch, e[0].schedule, e[0].metric,
+                                e[0].cb_options))
     return Table([row for row, _ in entries], notes, [arms for _, arms in entries])
+
+
+TASK_ORDER = {'classification': 0, 'segmentation': 1, 'detection': 2}
+
+
+def _logged_defaults(task: str, runs: List[Run]) -> List[str]:
+    """The task's standard metrics that these runs logged (all of them if none did)."""
+    defaults = DEFAULT_METRICS.get(task, [])
+    logged = [m for m in defaults if any(r.metric(m) is not None for r in runs)]
+    return logged or defaults
+
+
+def _sources(arm: List[Run]) -> str:
+    return ', '.join(sorted({r.weights_source for r in arm}))
+
+
+def _protocol_notes(sample: Run, plain: List[Run], cb: List[Run]) -> List[str]:
+    """What a row's weights say against the protocol it declares."""
+    if sample.protocol != 'two-stage' or not plain or not cb:
+        return []
+    where = f'{sample.model} {sample.arch} {sample.schedule} ({sample.protocol})'
+    notes = []
+    shared = ({r.weights['sha256'] for r in plain if r.weights}
+              & {r.weights['sha256'] for r in cb if r.weights})
+    if shared:
+        notes.append(f'{where}: both arms started from the same weights (sha256 '
+                     f'{", ".join(sorted(h[:8] for h in shared))}): that is CB switched on at '
+                     'fine-tuning, not the two-stage protocol')
+    for arm, runs, expected in (('plain', plain, False), ('+CB', cb, True)):
+        wrong = [r for r in runs if r.weights and r.weights.get('pretrained_with_cb')
+                 not in (None, expected)]
+        if wrong:
+            notes.append(f'{where}: the {arm} arm started from weights pretrained with '
+                         f'cb={not expected} ({_sources(wrong)})')
+    return notes
 
 
 def _values(arm: List[Run], metric: str, best: bool, notes: List[str]):
@@ -114,8 +171,15 @@ def _row(sample: Run, variant: str, metric: str, plain: List[Run], cb: List[Run]
                method=g.method if g else 'an arm has no runs',
                reference=REFERENCES.get((sample.dataset, sample.model, base_arch,
                                          sample.schedule, metric)),
+               protocol=sample.protocol, plain_weights=_sources(plain), cb_weights=_sources(cb),
                plain_seeds=sorted(s for s, _ in p if s is not None),
-               cb_seeds=sorted(s for s, _ in c if s is not None))
+               cb_seeds=sorted(s for s, _ in c if s is not None),
+               plain_values=sorted(p, key=_by_seed), cb_values=sorted(c, key=_by_seed))
+
+
+def _by_seed(item):
+    seed, value = item
+    return (seed is None, seed if seed is not None else 0, value)
 
 
 def _num(value: Optional[float], digits: int = 2) -> str:
@@ -137,21 +201,25 @@ def _gain(row: Row) -> str:
 
 
 def to_markdown(table: Table, reference: bool = False) -> str:
-    head = ['task', 'data', 'model', 'backbone', 'schedule', 'metric', 'plain', '+CB',
-            'CB variant', 'gain (95% CI)', 'how']
+    head = ['task', 'protocol', 'data', 'model', 'backbone', 'schedule', 'metric', 'plain', '+CB',
+            'CB variant', 'gain (95% CI)', 'how', 'weights: plain', 'weights: +CB']
     if reference:
         head.append('reference (plain)')
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in table.rows:
-        cells = [r.task, r.dataset, r.model, r.arch, r.schedule,
+        cells = [r.task, r.protocol, r.dataset, r.model, r.arch, r.schedule,
                  f'{r.metric} ({r.selection})', _arm(r.plain_n, r.plain_mean, r.plain_std),
-                 _arm(r.cb_n, r.cb_mean, r.cb_std), r.cb_options, _gain(r), r.method]
+                 _arm(r.cb_n, r.cb_mean, r.cb_std), r.cb_options, _gain(r), r.method,
+                 r.plain_weights, r.cb_weights]
         if reference:
             cells.append(_num(r.reference))
         lines.append('| ' + ' | '.join(cells) + ' |')
     text = '\n'.join(lines) + '\n'
-    text += ('\nMetrics in percent (mmdet\'s fractions x 100); mean ± sample std over seeds; gain = '
-             '+CB minus plain, paired by seed where the seeds match.\n')
+    text += ('\nMetrics in percent (mmdet\'s fractions x 100); mean ± sample std over seeds; '
+             'gain = +CB minus plain, paired by seed where the seeds match. Protocols: '
+             + PROTOCOLS_TEXT
+             + ' Weights: the checkpoint each arm\'s backbone started from (file, first 8 hex '
+             'digits of its SHA-256) or "from scratch".\n')
     if table.notes:
         text += '\nNotes:\n' + ''.join(f'- {n}\n' for n in table.notes)
     return text

@@ -1,0 +1,35 @@
+"""What a suite leaves in its work dir when it ends: the table, its figures and the report."""
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+from .plot import plot_curves, plot_gains
+from .report import write_report
+from .runs import collect_runs
+from .table import build_table, to_json, to_markdown
+
+
+def write_suite_outputs(root: Path, pending: Sequence[str] = (),
+                        target_gain: Optional[float] = 0.5,
+                        title: str = '') -> Tuple[Dict[str, Path], bool]:
+    """Write ``results.md``, ``results.json``, ``gains`` and ``curves`` (PNG and PDF) and
+    ``report.md`` into ``root`` from every run under it. ``pending``: runs that have not
+    finished, listed under the table and in the report.
+
+    Returns:
+        ({file name: path}, whether any row has a number).
+    """
+    table = build_table(*collect_runs([root]))
+    markdown = to_markdown(table, reference=True)
+    if pending:
+        markdown += (f'\nNot finished ({len(pending)}), not in the table:\n'
+                     + ''.join(f'- {name}\n' for name in pending))
+    written = {'results.md': root / 'results.md', 'results.json': root / 'results.json'}
+    written['results.md'].write_text(markdown)
+    written['results.json'].write_text(to_json(table))
+    figures = plot_gains(table, str(root / 'gains.png')) + \
+        plot_curves(table, str(root / 'curves.png'))
+    written.update({f.name: f for f in figures})
+    written['report.md'] = write_report(root, table, figures, pending, target_gain,
+                                        title or root.name)
+    tabulated = any(r.plain_mean is not None or r.cb_mean is not None for r in table.rows)
+    return written, tabulated
