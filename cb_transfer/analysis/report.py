@@ -1,0 +1,168 @@
+"""Run the attention analysis over subjects, and write what it found: JSON (per checkpoint, layer
+and head), a Markdown summary (per row and layer, plain against +CB) and figures."""
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .attention import STATISTICS, AttentionRecorder
+from .sources import (Subject, build_backbone, dataset_images, default_size, group, image_files,
+                      load_images, normalisation)
+
+DEFINITIONS = {
+    'entropy': 'the paper\'s measure: mean over all queries of H(attention row) / log N, N the '
+               'number of keys (class token and patches); 1 is uniform attention',
+    'gap': 'mean over queries of log N - H(attention row), in nats: the distance from uniform',
+    'distance': 'mean attention distance in pixels between patch centres, patch queries and '
+                'keys only (the class token left out, each row renormalised over the patches)',
+    'nmi': 'I(query; key) / H(key), with queries equally likely: 0 when every query attends '
+           'alike (as CB\'s uniform attention does), 1 when each query picks its own key',
+}
+
+
+def analyse(subjects: Sequence[Subject], images: Optional[str] = None, max_images: int = 8,
+            size: Optional[Tuple[int, int]] = None, progress: bool = True) -> dict:
+    """The statistics of every subject, over ``max_images`` images: from the folder ``images``,
+    or else the validation split of each subject's own config."""
+    from tqdm import tqdm
+    results = []
+    files_by_config: Dict[int, List[str]] = {}
+    for row in group(subjects):  # rows whose labels coincide are numbered apart
+        for subject in row.subjects:
+            subject.experiment = row.experiment
+    for subject in subjects:
+        model = build_backbone(subject)
+        patch = model.patch_embed.patch_size[0]
+        shape = tuple(size) if size else default_size(subject, patch)
+        if images:
+            files = image_files(images, max_images)
+        elif subject.config:
+            key = id(subject.config.get('val_dataloader'))
+            if key not in files_by_config:
+                files_by_config[key] = dataset_images(subject.config, max_images)
+            files = files_by_config[key]
+        else:
+            raise ValueError(f"'{subject.checkpoint}' carries no config to take images from; "
+                             'give a folder of images (--images)')
+        recorder = AttentionRecorder(model)
+        with recorder.recording():
+            for _, image in tqdm(load_images(files, shape, normalisation(subject)),
+                                 total=len(files), desc=Path(subject.checkpoint).name,
+                                 disable=not progress, leave=False):
+                recorder(image)
+        means = recorder.stats.means()
+        results.append(dict(
+            checkpoint=subject.checkpoint, experiment=subject.experiment, key=subject.key,
+            task=subject.task, arm=subject.arm, cb=subject.cb, seed=subject.seed,
+            arch=subject.backbone.get('arch'), images=recorder.stats.images, size=list(shape),
+            tokens=recorder._grid[0] * recorder._grid[1] + 1,
+            uniform_distance=recorder.uniform_distance(),
+            layers=[{name: means[name][layer] for name in STATISTICS}
+                    for layer in range(recorder.stats.num_layers)]))
+    return dict(definitions=DEFINITIONS, checkpoints=results)
+
+
+def _head_means(entry: dict, name: str) -> List[float]:
+    """Per layer, the mean over heads."""
+    return [statistics.fmean(layer[name]) for layer in entry['layers']]
+
+
+def _cell(values: List[float], digits: int) -> str:
+    if not values:
+        return ''
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f'{mean:.{digits}f}'
+    return f'{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}'
+
+
+def summary_markdown(results: dict) -> str:
+    """Per row and layer: each statistic for plain and +CB, the mean over heads, then mean ±
+    sample std over seeds."""
+    entries = results['checkpoints']
+    lines = ['Attention statistics, per layer (mean over heads; mean ± std over seeds/checkpoints, '
+             'n per arm in the heading). Definitions:', '']
+    lines += [f'- **{k}**: {v}' for k, v in results['definitions'].items()]
+    for experiment in dict.fromkeys(e['experiment'] for e in entries):
+        rows = [e for e in entries if e['experiment'] == experiment]
+        arms = {arm: [e for e in rows if e['arm'] == arm] for arm in ('plain', '+CB')}
+        sample = rows[0]
+        lines += ['', f'**{experiment}**: {sample["images"]} images at '
+                  f'{sample["size"][0]}x{sample["size"][1]} ({sample["tokens"]} tokens; uniform '
+                  f'attention: entropy 1, distance {sample["uniform_distance"]:.1f} px, NMI 0); '
+                  f'plain n={len(arms["plain"])}, +CB n={len(arms["+CB"])}', '',
+                  '| layer | entropy plain | entropy +CB | distance plain (px) | '
+                  'distance +CB (px) | NMI plain | NMI +CB |', '|---|---|---|---|---|---|---|']
+        for layer in range(len(sample['layers'])):
+            cells = []
+            for name, digits in (('entropy', 3), ('distance', 1), ('nmi', 3)):
+                for arm in ('plain', '+CB'):
+                    cells.append(_cell([_head_means(e, name)[layer] for e in arms[arm]], digits))
+            lines.append(f'| {layer} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def plot(results: dict, path: Path) -> List[Path]:
+    """One row of panels per experiment: normalised entropy, distance and NMI by layer, every
+    head of every checkpoint a point (plain and +CB side by side), the uniform value a line.
+    Written as PNG and PDF."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    entries = results['checkpoints']
+    experiments = list(dict.fromkeys(e['experiment'] for e in entries))
+    panels = (('entropy', 'normalised entropy H / log N', lambda e: 1.0),
+              ('distance', 'mean attention distance (px)', lambda e: e['uniform_distance']),
+              ('nmi', 'query dependence (NMI)', lambda e: 0.0))
+    fig, axes = plt.subplots(len(experiments), 3, figsize=(10, 2.9 * len(experiments)),
+                             squeeze=False)
+    styles = {'plain': dict(color='tab:gray', marker='o', offset=-0.15),
+              '+CB': dict(color='tab:red', marker='^', offset=0.15)}
+    for row, experiment in enumerate(experiments):
+        rows = [e for e in entries if e['experiment'] == experiment]
+        for col, (name, label, uniform) in enumerate(panels):
+            ax = axes[row][col]
+            for arm, style in styles.items():
+                xs, ys = [], []
+                for entry in (e for e in rows if e['arm'] == arm):
+                    for layer, values in enumerate(entry['layers']):
+                        xs += [layer + style['offset']] * len(values[name])
+                        ys += values[name]
+                if xs:
+                    ax.scatter(xs, ys, s=14, alpha=0.7, color=style['color'],
+                               marker=style['marker'], label=f'{arm} (each head)')
+            ax.axhline(uniform(rows[0]), color='black', linestyle='--', linewidth=0.8,
+                       label='uniform attention')
+            ax.set_xlabel('layer')
+            ax.set_ylabel(label, fontsize=9)
+            ax.set_xticks(range(len(rows[0]['layers'])))
+            if col == 0:
+                ax.set_title(experiment, fontsize=9, loc='left')
+            if row == 0 and col == 2:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    written = []
+    for suffix in ('.png', '.pdf'):
+        out = path.with_suffix(suffix)
+        fig.savefig(out, dpi=150)
+        written.append(out)
+    plt.close(fig)
+    return written
+
+
+def write_outputs(results: dict, out_dir: Path) -> Dict[str, Path]:
+    """attention.json, attention.md and attention.png/.pdf in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {'attention.json': out_dir / 'attention.json',
+               'attention.md': out_dir / 'attention.md'}
+    written['attention.json'].write_text(json.dumps(results, indent=1))
+    written['attention.md'].write_text(summary_markdown(results))
+    for figure in plot(results, out_dir / 'attention'):
+        written[figure.name] = figure
+    return written
+
+
+def is_finite(results: dict) -> bool:
+    return all(math.isfinite(v) for e in results['checkpoints'] for layer in e['layers']
+               for values in layer.values() for v in values)
