@@ -191,16 +191,14 @@ def _resident_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
-def _peak_of_one_train_step(variant: str, arch: str, size: int, batch: int, device: str) -> float:
-    device = torch.device(device)
-    model = build(variant, arch, size).to(device)
-    x = torch.randn(batch, 3, size, size, device=device)
-    _, train_step = _steps(model, x, device, False)
+def _peak_rise(fn, device: torch.device) -> float:
+    """MB by which running ``fn`` raises memory above what is held when it starts (CPU: resident
+    memory sampled every millisecond; CUDA: the allocator's peak)."""
     if device.type == 'cuda':
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        train_step()
+        fn()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
     base, peak, running = _resident_bytes(), [0], [True]
@@ -212,10 +210,71 @@ def _peak_of_one_train_step(variant: str, arch: str, size: int, batch: int, devi
 
     sampler = threading.Thread(target=sample)
     sampler.start()
-    train_step()
+    fn()
     running[0] = False
     sampler.join()
     return (peak[0] - base) / 2 ** 20
+
+
+def _peak_of_one_train_step(variant: str, arch: str, size: int, batch: int, device: str) -> float:
+    device = torch.device(device)
+    model = build(variant, arch, size).to(device)
+    x = torch.randn(batch, 3, size, size, device=device)
+    _, train_step = _steps(model, x, device, False)
+    return _peak_rise(train_step, device)
+
+
+ATTENTION_MODES = ('forward', 'all-maps', 'streamed')
+
+
+def _peak_of_attention(mode: str, arch: str, height: int, width: int, device: str) -> float:
+    """One image through the backbone with the explicit attention path: ``forward`` alone,
+    ``all-maps`` holding every layer's maps (timm's AttentionExtract), or ``streamed`` reducing
+    each map at once (cb_transfer.analysis)."""
+    from timm.utils import AttentionExtract
+
+    from .analysis import AttentionRecorder
+    device = torch.device(device)
+    model = build('plain', arch, max(height, width)).to(device).eval()
+    for block in model.blocks:
+        block.attn.fused_attn = False
+    x = torch.randn(1, 3, height, width, device=device)
+    if mode == 'streamed':
+        recorder = AttentionRecorder(model)
+        recorder._distances_for((height // 16, width // 16))  # its fixed cost, held beforehand
+
+        def run():
+            with recorder.recording():
+                recorder(x)
+    elif mode == 'all-maps':
+        extract = AttentionExtract(model, method='hook')
+
+        def run():
+            with torch.no_grad():
+                maps = extract(x)
+            del maps
+    else:
+        def run():
+            with torch.no_grad():
+                model(x)
+    return _peak_rise(run, device)
+
+
+def attention_memory(arch: str, height: int, width: int, device: str) -> dict:
+    """Peak memory of the attention analysis against holding every layer's maps, each measured
+    in a fresh process, and the maps' size by formula."""
+    ref = build('plain', arch, max(height, width))
+    tokens = (height // 16) * (width // 16) + 1
+    heads = ref.blocks[0].attn.num_heads
+    measured = {}
+    for mode in ATTENTION_MODES:
+        out = subprocess.run([sys.executable, '-m', 'cb_transfer.benchmark',
+                              '--peak-attention-memory-of', mode, arch, str(height), str(width),
+                              device], capture_output=True, text=True, check=True)
+        measured[mode] = float(out.stdout.strip().splitlines()[-1])
+    return dict(arch=arch, input=f'{height}x{width}', tokens=tokens,
+                all_maps_formula_mb=ref.num_layers * heads * tokens ** 2 * 4 / 2 ** 20,
+                **{f'{m.replace("-", "_")}_peak_mb': v for m, v in measured.items()})
 
 
 def to_markdown(rows: List[Row], device: str) -> str:
@@ -256,7 +315,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--no-flops', action='store_true', help='skip the FLOP counter')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--json', help='write the rows here as JSON')
+    parser.add_argument('--attention-memory', nargs='+', metavar='HxW',
+                        help='instead: peak memory of the attention analysis at these input '
+                        'sizes (e.g. 512x512 800x1328) against holding every layer\'s maps')
     args = parser.parse_args(argv)
+    if args.attention_memory:
+        return _attention_memory_table(args)
     if 'plain' not in args.variants:
         args.variants.insert(0, 'plain')
     device = torch.device(args.device)
@@ -284,6 +348,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+def _attention_memory_table(args) -> int:
+    print('| arch | input | tokens | all maps by formula (MB) | peak: all maps held (MB) | '
+          'peak: streamed analysis (MB) | peak: forward alone (MB) |\n'
+          '|---|---|---|---|---|---|---|', flush=True)
+    rows = []
+    for arch in args.archs:
+        for size in args.attention_memory:
+            height, width = map(int, size.lower().split('x'))
+            row = attention_memory(arch, height, width, args.device)
+            rows.append(row)
+            print(f"| {row['arch']} | {row['input']} | {row['tokens']} | "
+                  f"{row['all_maps_formula_mb']:.0f} | {row['all_maps_peak_mb']:.0f} | "
+                  f"{row['streamed_peak_mb']:.0f} | {row['forward_peak_mb']:.0f} |", flush=True)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(device=args.device, threads=torch.get_num_threads(),
+                           torch=torch.__version__, attention_memory=rows), f, indent=2)
+    return 0
+
+
 if __name__ == '__main__' and sys.argv[1:2] == ['--peak-memory-of']:
     variant, arch, size, batch, device = sys.argv[2:7]
     print(_peak_of_one_train_step(variant, arch, int(size), int(batch), device))
+if __name__ == '__main__' and sys.argv[1:2] == ['--peak-attention-memory-of']:
+    mode, arch, height, width, device = sys.argv[2:7]
+    print(_peak_of_attention(mode, arch, int(height), int(width), device))

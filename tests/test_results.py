@@ -265,8 +265,8 @@ def test_outputs(sweep, capsys, tmp_path):
 
     assert tabulate([str(root), '--reference']) == 0
     markdown = capsys.readouterr().out
-    assert markdown.startswith('| task | data | model |')
-    assert '| paired t over seeds [0, 1, 2] |' in markdown
+    assert markdown.startswith('| task | protocol | data | model |')
+    assert '| paired t over seeds [0, 1, 2] | from scratch | from scratch |' in markdown
 
     assert tabulate([str(root), '--format', 'csv']) == 0
     csv_text = capsys.readouterr().out
@@ -284,12 +284,13 @@ def png_size(path):
     return struct.unpack('>II', data[16:24])
 
 
-def test_plot_is_a_real_png_of_the_expected_size(sweep, tmp_path):
+def test_plots_are_real_pngs_and_pdfs_of_the_page_width(sweep, tmp_path):
     root, _, _ = sweep
-    gains, curves = tmp_path / 'gains.png', tmp_path / 'curves.png'
-    assert tabulate([str(root), '--plot', str(gains)]) == 0
-    assert tabulate([str(root), '--plot', str(curves), '--curves']) == 0
+    gains = tmp_path / 'gains.png'
+    assert tabulate([str(root), '--plot', str(gains), '--curves']) == 0
     width, height = png_size(gains)
-    assert width == 1000 and height == round((1.2 + 0.45 * 3) * 100)
-    width, height = png_size(curves)
-    assert width == 1000 and height == round((1.2 + 0.45 * 3 + 2.6 * 3) * 100)
+    assert width == 7 * 200 and height == round((1.0 + 0.42 * 3) * 200)  # three rows
+    width, height = png_size(tmp_path / 'gains_curves.png')  # two experiments, a line each
+    assert width == 7 * 200 and height == round(2.1 * 2 * 200)
+    for name in ('gains.pdf', 'gains_curves.pdf'):
+        assert (tmp_path / name).read_bytes()[:5] == b'%PDF-'

@@ -1,7 +1,9 @@
-"""The whole pipeline at CPU size on generated data: train, evaluate, checkpoint, resume, test.
+"""The pipeline at CPU size through the command-line tools: tools/train.py and tools/test.py, the
+train scripts that ship inside mmseg and mmdet, a killed run resumed exactly, a truncated newest
+checkpoint passed over, and two gloo processes under torchrun.
 
-Runs the smoke configs through tools/train.py and tools/test.py, through the train scripts that
-ship inside mmseg and mmdet, and under torchrun with two gloo processes.
+(The suite's own runs, in test_suite.py and test_slurm.py, train, validate and test every task
+in-process and in Slurm jobs; this file covers the tools a user runs by hand.)
 """
 import json
 import os
@@ -14,115 +16,115 @@ import torch
 from smoke_helpers import (DET, REPO, SEG, SITE, command, metrics_of_test, run, run_killed_after,
                            scalars, schedule)
 
-from cb_transfer.data import make_smoke_data
-
 TRAIN, TEST = REPO / 'tools' / 'train.py', REPO / 'tools' / 'test.py'
 MMSEG_TRAIN = SITE / 'mmseg' / '.mim' / 'tools' / 'train.py'
 MMDET_TRAIN = SITE / 'mmdet' / '.mim' / 'tools' / 'train.py'
-SEG_ITERS, DET_ITERS = 90, 120
+SEG_ITERS, SEG_EVERY = 60, 30
+DET_ITERS, DET_EVERY = 120, 60
 
 
 @pytest.fixture(scope='module')
-def cwd(tmp_path_factory):
-    """A working directory holding the generated data where the smoke configs look for it."""
-    root = tmp_path_factory.mktemp('smoke')
-    make_smoke_data(root / 'data' / 'smoke')
-    return root
+def cwd(smoke_cwd):
+    return smoke_cwd
 
 
-def untrained_metrics(config, cwd) -> dict:
-    """The metric of the freshly initialised model, evaluated by the same Runner."""
+@pytest.fixture(scope='module')
+def untrained(cwd) -> dict:
+    """Both configs' freshly initialised models, evaluated by the same Runner, in one process."""
     proc = run([sys.executable, '-c', (
-        'import json, sys\n'
+        'import json\n'
         'from cb_transfer.launch import load_config, build_runner\n'
-        f'cfg = load_config({str(config)!r}, work_dir="untrained")\n'
-        'print("METRICS", json.dumps(build_runner(cfg).test(), default=float))\n')], cwd=cwd)
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith('METRICS'))
-    return json.loads(line[len('METRICS '):])
+        f'for name, config in (("seg", {str(SEG)!r}), ("det", {str(DET)!r})):\n'
+        '    cfg = load_config(config, work_dir="untrained_" + name)\n'
+        '    print("METRICS", name, json.dumps(build_runner(cfg).test(), default=float))\n')],
+        cwd=cwd)
+    return {line.split()[1]: json.loads(line.split(' ', 2)[2])
+            for line in proc.stdout.splitlines() if line.startswith('METRICS')}
 
 
 @pytest.fixture(scope='module')
 def seg_run(cwd):
     work_dir = cwd / 'seg'
-    run(command(TRAIN, SEG, work_dir, cfg_options=schedule(SEG_ITERS, 45)), cwd)
+    run(command(TRAIN, SEG, work_dir, cfg_options=schedule(SEG_ITERS, SEG_EVERY)), cwd)
     return work_dir
 
 
 @pytest.fixture(scope='module')
 def det_run(cwd):
+    """Trained by the train script that ships inside mmdet, which runs our config unchanged."""
     work_dir = cwd / 'det'
-    run(command(TRAIN, DET, work_dir, cfg_options=schedule(DET_ITERS, 60)), cwd)
+    run(command(MMDET_TRAIN, DET, work_dir, cfg_options=schedule(DET_ITERS, DET_EVERY)), cwd)
     return work_dir
 
 
-def test_seg_trains_evaluates_and_beats_an_untrained_model(seg_run, cwd):
+def test_seg_trains_evaluates_and_beats_an_untrained_model(seg_run, untrained):
     evals = scalars(seg_run)
-    assert sorted(evals) == [45, SEG_ITERS]
+    assert sorted(evals) == [SEG_EVERY, SEG_ITERS]
     assert (seg_run / f'iter_{SEG_ITERS}.pth').exists()
     trained = evals[SEG_ITERS]['mIoU']
-    untrained = untrained_metrics(SEG, cwd)['mIoU']
-    assert trained > untrained + 20, (trained, untrained)
+    assert trained > untrained['seg']['mIoU'] + 20, (trained, untrained['seg'])
 
 
-def test_det_trains_evaluates_and_beats_an_untrained_model(det_run, cwd):
+def test_det_trains_with_mmdet_own_script_and_beats_an_untrained_model(det_run, untrained):
     evals = scalars(det_run)
-    assert sorted(evals) == [60, DET_ITERS]
+    assert sorted(evals) == [DET_EVERY, DET_ITERS]
     trained = evals[DET_ITERS]
-    untrained = untrained_metrics(DET, cwd)
     # mmdet writes fractions: at least 1.5 AP points, and five times the untrained model's
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
-        assert trained[key] > untrained[key] + 0.015, (key, trained, untrained)
-        assert trained[key] > 5 * untrained[key], (key, trained, untrained)
+        assert trained[key] > untrained['det'][key] + 0.015, (key, trained, untrained['det'])
+        assert trained[key] > 5 * untrained['det'][key], (key, trained, untrained['det'])
 
 
-@pytest.mark.parametrize('task', ['seg', 'det'])
-def test_resume_continues_from_the_last_checkpoint(task, seg_run, det_run, cwd):
-    config, done, iters, every = ((SEG, seg_run, SEG_ITERS, 45) if task == 'seg' else
-                                  (DET, det_run, DET_ITERS, 60))
-    work_dir = cwd / f'{task}_resumed'
-    shutil.copytree(done, work_dir)
-    proc = run(command(TRAIN, config, work_dir, '--resume',
-                       cfg_options=schedule(iters + 20, every) + ['train_cfg.val_interval=20']),
-               cwd)
-    assert f'resumed epoch: 0, iter: {iters}' in proc.stdout + proc.stderr
-    assert sorted(scalars(work_dir))[-1] == iters + 20
-    assert (work_dir / f'iter_{iters + 20}.pth').exists()
-
-
-@pytest.mark.parametrize('task', ['seg', 'det'])
-def test_test_tool_reproduces_the_last_evaluation(task, seg_run, det_run, cwd):
-    config, done, iters = (SEG, seg_run, SEG_ITERS) if task == 'seg' else (DET, det_run, DET_ITERS)
-    work_dir = cwd / f'{task}_test'
-    run([sys.executable, str(TEST), str(config), str(done / f'iter_{iters}.pth'),
+def test_test_tool_reproduces_the_last_evaluation(seg_run, cwd):
+    """tools/test.py on the last checkpoint; the suite's in-process test step is checked for
+    every task below."""
+    work_dir = cwd / 'seg_test'
+    run([sys.executable, str(TEST), str(SEG), str(seg_run / f'iter_{SEG_ITERS}.pth'),
          '--work-dir', str(work_dir)], cwd)
-    tested, validated = metrics_of_test(work_dir), scalars(done)[iters]
-    keys = ['mIoU', 'aAcc'] if task == 'seg' else ['coco/bbox_mAP', 'coco/segm_mAP']
-    for key in keys:
+    tested, validated = metrics_of_test(work_dir), scalars(seg_run)[SEG_ITERS]
+    for key in ('mIoU', 'aAcc'):
         assert tested[key] == pytest.approx(validated[key]), key
 
 
-def test_killed_run_resumed_with_mmseg_own_script_equals_uninterrupted(seg_run, cwd):
-    """Killed after its iteration-45 checkpoint, resumed by mmseg's shipped train script: the same
-    weights and mIoU at iteration 90 as the uninterrupted run through tools/train.py."""
-    work_dir = cwd / 'seg_killed'
-    cmd = command(MMSEG_TRAIN, SEG, work_dir, cfg_options=schedule(SEG_ITERS, 45))
-    run_killed_after(cmd, cwd, work_dir, 'iter_45.pth')
-    assert not (work_dir / f'iter_{SEG_ITERS}.pth').exists()
-    run(command(MMSEG_TRAIN, SEG, work_dir, '--resume', cfg_options=schedule(SEG_ITERS, 45)), cwd)
+def state_dict(path):
+    return torch.load(path, map_location='cpu')['state_dict']
 
-    resumed = torch.load(work_dir / f'iter_{SEG_ITERS}.pth')['state_dict']
-    uninterrupted = torch.load(seg_run / f'iter_{SEG_ITERS}.pth')['state_dict']
-    assert resumed.keys() == uninterrupted.keys()
-    for key in resumed:
-        assert torch.equal(resumed[key], uninterrupted[key]), key
+
+def assert_same_weights(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_killed_run_resumed_with_mmseg_own_script_equals_uninterrupted(seg_run, cwd):
+    """Killed after its first checkpoint, resumed by mmseg's shipped train script: the same
+    weights and mIoU at the end as the uninterrupted run through tools/train.py."""
+    work_dir = cwd / 'seg_killed'
+    cmd = command(MMSEG_TRAIN, SEG, work_dir, cfg_options=schedule(SEG_ITERS, SEG_EVERY))
+    run_killed_after(cmd, cwd, work_dir, f'iter_{SEG_EVERY}.pth')
+    assert not (work_dir / f'iter_{SEG_ITERS}.pth').exists()
+    run(command(MMSEG_TRAIN, SEG, work_dir, '--resume',
+                cfg_options=schedule(SEG_ITERS, SEG_EVERY)), cwd)
+    assert_same_weights(state_dict(work_dir / f'iter_{SEG_ITERS}.pth'),
+                        state_dict(seg_run / f'iter_{SEG_ITERS}.pth'))
     assert scalars(work_dir)[SEG_ITERS]['mIoU'] == scalars(seg_run)[SEG_ITERS]['mIoU']
 
 
-def test_mmdet_own_train_script_runs_the_det_config(cwd):
-    work_dir = cwd / 'det_mmdet_script'
-    run(command(MMDET_TRAIN, DET, work_dir, cfg_options=schedule(20, 20)), cwd)
-    assert 'coco/segm_mAP' in scalars(work_dir)[20]
-    assert (work_dir / 'iter_20.pth').exists()
+def test_a_truncated_newest_checkpoint_is_passed_over_and_the_resume_is_still_exact(seg_run, cwd):
+    """As a run killed while saving (or a full disk) leaves it: tools/train.py --resume says which
+    file it skipped and why, resumes from the newest readable checkpoint, and ends with the
+    uninterrupted run's weights."""
+    work_dir = cwd / 'seg_truncated'
+    shutil.copytree(seg_run, work_dir)
+    newest = work_dir / f'iter_{SEG_ITERS}.pth'
+    newest.write_bytes(newest.read_bytes()[:100_000])
+    proc = run(command(TRAIN, SEG, work_dir, '--resume',
+                       cfg_options=schedule(SEG_ITERS, SEG_EVERY)), cwd)
+    log = proc.stdout + proc.stderr
+    assert f'resume: skipped {newest}: not a complete torch checkpoint' in log
+    assert f'resume: from {work_dir / f"iter_{SEG_EVERY}.pth"}' in log
+    assert f'resumed epoch: 0, iter: {SEG_EVERY}' in log
+    assert_same_weights(state_dict(newest), state_dict(seg_run / f'iter_{SEG_ITERS}.pth'))
 
 
 def test_two_gloo_processes_train_to_the_end(cwd):
@@ -134,6 +136,17 @@ def test_two_gloo_processes_train_to_the_end(cwd):
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-6000:]
     log = proc.stdout + proc.stderr
-    assert 'CPU distributed run: gloo backend, rank 0 of 2' in log
+    assert 'CPU distributed run (pytorch): gloo backend, rank 0 of 2' in log
     assert (work_dir / 'iter_30.pth').exists()
     assert 'mIoU' in scalars(work_dir)[30]
+
+
+def test_the_suite_tested_the_checkpoint_each_run_ended_with(local_suite):
+    """The suite's own test step (in-process) reproduces each run's last validation."""
+    for done in local_suite.work_dir.glob('*/*/seed*/suite_done.json'):
+        record = json.loads(done.read_text())
+        last = scalars(done.parent)
+        validated = last[max(last)]
+        for key, value in record['metrics'].items():
+            if key in validated and isinstance(validated[key], float):
+                assert value == pytest.approx(validated[key]), (done.parent, key)

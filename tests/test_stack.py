@@ -6,7 +6,8 @@ import torch
 
 @pytest.mark.parametrize('package, version', [
     ('torch', '2.13.0'), ('torchvision', '0.28.0'), ('mmcv', '2.1.0'), ('mmengine', '0.10.7'),
-    ('mmdet', '3.3.0'), ('mmsegmentation', '1.2.2')])
+    ('mmdet', '3.3.0'), ('mmsegmentation', '1.2.2'), ('mmpretrain', '1.2.0'),
+    ('submitit', '1.5.4')])
 def test_pinned_versions(package, version):
     assert metadata.version(package).split('+')[0] == version
 

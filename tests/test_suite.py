@@ -1,122 +1,153 @@
-"""The main job: the suite runs its matrix, resumes after an interruption, and tabulates."""
+"""The main job: both stages, each downstream arm from its own upstream checkpoint, a quiet
+console, resumable after an interruption, and a report."""
+import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from smoke_helpers import REPO, scalars
+from conftest import REPO, SEG, reduced_suite, run_suite, suite_command
+from mmengine.config import Config
 
-SMOKE_SUITE = (REPO / 'configs' / 'suites' / 'smoke.py').read_text()
-SEG_PAIR = ("('configs/smoke/upernet_vit-tiny-p8_1xb4-240iter_smoke-ade20k-64x64.py',\n"
-            "     'configs/smoke/upernet_vit-tiny-p8-cb_1xb4-240iter_smoke-ade20k-64x64.py')")
-SHORT = """
-seeds = [0, 1]
-_seg = {'train_cfg.max_iters': 30, 'train_cfg.val_interval': 30,
-        'default_hooks.checkpoint.interval': 15, 'param_scheduler.1.end': 30}
-_det = {'train_cfg.max_iters': 20, 'train_cfg.val_interval': 20,
-        'default_hooks.checkpoint.interval': 20, 'param_scheduler.1.end': 20,
-        'param_scheduler.1.milestones': [15]}
-cfg_options = {pairs[0][0]: _seg, pairs[0][1]: _seg}
-if len(pairs) > 1:
-    cfg_options.update({pairs[1][0]: _det, pairs[1][1]: _det})
-"""
+from cb_transfer.suite import main as suite_main
+
+FULL = REPO / 'configs' / 'suites' / 'full.py'
 
 
-def suite_file(tmp_path, seg_only=False) -> Path:
-    """The default suite, reduced: 2 seeds, a few iterations (and optionally segmentation only)."""
-    text = SMOKE_SUITE
-    if seg_only:
-        text = f'smoke_data = True\npairs = [\n    {SEG_PAIR},\n]\n'
-    path = tmp_path / ('seg_suite.py' if seg_only else 'reduced_suite.py')
-    path.write_text(text + SHORT)
-    return path
-
-
-def suite_command(suite, work_dir, *args):
-    return [sys.executable, str(REPO / 'tools' / 'run_suite.py'), str(suite), '--work-dir',
-            str(work_dir), *args]
-
-
-def run(cmd, cwd):
-    env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc.stdout
-
-
-@pytest.fixture(scope='module')
-def reduced(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp('suite')
-    work_dir = cwd / 'work_dirs' / 'reduced'
-    out = run(suite_command(suite_file(cwd), work_dir), cwd)
-    return cwd, work_dir, out
-
-
-def rows(work_dir):
+def rows(work_dir: Path) -> list:
     return json.loads((work_dir / 'results.json').read_text())
 
 
-def test_reduced_default_suite_runs_end_to_end(reduced):
-    cwd, work_dir, out = reduced
-    assert 'suite' in out and '8 runs (4 configs x 2 seeds), 0 finished, 8 to run' in out
-    assert '[1/8] upernet_vit-tiny-p8_1xb4-240iter_smoke-ade20k-64x64 seed 0: iter 30/30' in out
-    assert '[8/8] mask-rcnn_vit-tiny-p8-cb_fpn_1xb4-240iter_smoke-coco-128x128 seed 1: done' in out
-    assert 'suite left' in out and 'evaluated at iter 30, mIoU' in out
+def run_dirs(work_dir: Path, stage: str) -> list:
+    return sorted(p.parent for p in work_dir.glob(f'{stage}/*/seed*/suite_done.json'))
+
+
+def dumped_config(run_dir: Path) -> Config:
+    return Config.fromfile(str(sorted(run_dir.glob('*/vis_data/config.py'))[-1]))
+
+
+def test_the_reduced_default_suite_runs_both_stages(local_suite):
+    console, work_dir = local_suite.console, local_suite.work_dir
+    assert '10 runs (2 pretraining, 8 fine-tuning: 4 configs x 2 seeds)' in console
+    assert '10 runs to go, 2 at a time, 1 thread each' in console
+    assert console.count(': done in ') == 10 and 'FAILED' not in console
     table = rows(work_dir)
-    assert {(r['task'], r['metric']) for r in table} == {
-        ('segmentation', 'mIoU'), ('detection', 'coco/bbox_mAP'), ('detection', 'coco/segm_mAP')}
+    assert [(r['task'], r['metric'], r['protocol']) for r in table] == [
+        ('classification', 'accuracy/top1', 'pretraining'),
+        ('segmentation', 'mIoU', 'two-stage'),
+        ('detection', 'coco/bbox_mAP', 'two-stage'), ('detection', 'coco/segm_mAP', 'two-stage')]
     for row in table:
-        assert row['plain_n'] == row['cb_n'] == 2, row
-        assert row['delta'] is not None and row['ci_low'] is not None
-    assert (work_dir / 'results.md').read_text() in out
-    assert (work_dir / 'gains.png').read_bytes()[:4] == b'\x89PNG'
-    assert (cwd / 'data' / 'smoke' / 'ade20k' / '.complete').exists()
+        n = 1 if row['task'] == 'classification' else 2
+        assert row['plain_n'] == row['cb_n'] == n and row['delta'] is not None
+    assert (work_dir / 'results.md').read_text() in console
+    assert len(run_dirs(work_dir, 'upstream')) == 2 and len(run_dirs(work_dir, 'two-stage')) == 8
 
 
-def test_table_equals_the_numbers_computed_by_hand_from_the_logs(reduced):
-    """cb_transfer.results on real training runs: the right runs in the right arms."""
-    _, work_dir, _ = reduced
+def test_each_downstream_arm_starts_from_its_own_upstream_checkpoint(local_suite):
+    """Asserted on the configs the runs dumped, and on the hashes the table reports."""
+    work_dir = local_suite.work_dir
+    upstream = {}
+    for run in run_dirs(work_dir, 'upstream'):
+        arm = 'cb' if '-cb_' in run.parent.name else 'plain'
+        checkpoint = json.loads((run / 'suite_done.json').read_text())['checkpoint']
+        upstream[arm] = (checkpoint, hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest())
+        assert dumped_config(run).model.backbone.init_cfg is None  # pretrained from scratch
+    assert upstream['plain'][1] != upstream['cb'][1]
+    for run in run_dirs(work_dir, 'two-stage'):
+        arm = 'cb' if '-cb_' in run.parent.name else 'plain'
+        cfg = dumped_config(run)
+        assert cfg.protocol == 'two-stage'
+        assert cfg.model.backbone.cb is (arm == 'cb')
+        assert cfg.model.backbone.init_cfg == dict(type='Pretrained',
+                                                   checkpoint=upstream[arm][0])
+    for row in rows(work_dir)[1:]:
+        for arm in ('plain', 'cb'):
+            checkpoint, sha = upstream[arm]
+            assert row[f'{arm}_weights'] == f'{Path(checkpoint).name} ({sha[:8]})'
+    report = (work_dir / 'report.md').read_text()
+    assert f'{Path(upstream["cb"][0]).name} ({upstream["cb"][1][:8]})' in report
+    assert '| classification | pretraining |' in (work_dir / 'results.md').read_text()
+
+
+def test_the_table_equals_the_numbers_computed_by_hand_from_the_logs(local_suite):
     by_hand = {}
-    for config_dir in work_dir.iterdir():
-        if not config_dir.is_dir():
-            continue
-        for seed_dir in config_dir.iterdir():
-            evals = scalars(seed_dir)
-            last = evals[max(evals)]
-            arm = 'cb' if '-cb' in config_dir.name else 'plain'
-            task = 'segmentation' if 'upernet' in config_dir.name else 'detection'
-            for metric, scale in (('mIoU', 1), ('coco/bbox_mAP', 100), ('coco/segm_mAP', 100)):
-                if metric in last:
-                    by_hand.setdefault((task, metric, arm), {})[seed_dir.name] = \
-                        last[metric] * scale
-    for row in rows(work_dir):
-        plain = by_hand[(row['task'], row['metric'], 'plain')]
-        cb = by_hand[(row['task'], row['metric'], 'cb')]
+    for run in run_dirs(local_suite.work_dir, '*'):
+        evals = {}
+        for path in sorted(run.glob('*/vis_data/scalars.json')):
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                if 'loss' not in record and not any(k.endswith('lr') for k in record):
+                    evals.setdefault(record['step'], {}).update(record)
+        last = evals[max(evals)]
+        arm = 'cb' if '-cb_' in run.parent.name else 'plain'
+        for metric, scale in (('accuracy/top1', 1), ('mIoU', 1), ('coco/bbox_mAP', 100),
+                              ('coco/segm_mAP', 100)):
+            if metric in last:
+                by_hand.setdefault((metric, arm), {})[run.name] = last[metric] * scale
+    for row in rows(local_suite.work_dir):
+        plain, cb = by_hand[(row['metric'], 'plain')], by_hand[(row['metric'], 'cb')]
         assert row['plain_mean'] == pytest.approx(np.mean(list(plain.values())))
-        assert row['cb_std'] == pytest.approx(np.std(list(cb.values()), ddof=1))
         assert row['delta'] == pytest.approx(np.mean([cb[s] - plain[s] for s in plain]))
+        if len(cb) > 1:
+            assert row['cb_std'] == pytest.approx(np.std(list(cb.values()), ddof=1))
 
 
-def test_interrupted_suite_resumes_to_the_same_table(reduced, tmp_path):
-    """Killed during its third run (after that run's first checkpoint), the suite started again
-    skips the two finished runs, resumes the third, and ends with the uninterrupted table."""
-    _, uninterrupted, _ = reduced
-    cwd = reduced[0]
+def test_the_console_is_quiet_and_each_run_log_holds_the_rest(local_suite):
+    seen = local_suite.console + local_suite.stderr
+    for text in ('Warning', 'warnings.warn', 'Average Precision', 'mmengine - INFO', 'Traceback'):
+        assert text not in seen, text
+    logs = {run: (run / 'suite_run.log').read_text() for run in run_dirs(local_suite.work_dir, '*')}
+    for run, log in logs.items():
+        assert f'log: {run / "suite_run.log"}' in local_suite.console
+        assert 'mmengine - INFO' in log  # mmengine's own log lines
+        if 'mask-rcnn' in run.parent.name:  # pycocotools' printed tables
+            assert 'Average Precision  (AP) @[ IoU=0.50:0.95' in log
+        if 'upernet' in run.parent.name:  # mmseg's warnings, every run its own
+            assert "UserWarning: ``build_loss`` would be deprecated" in log
+    assert 'iter 60/60' in local_suite.console and 'suite left ~' in local_suite.console
+
+
+def run_suite_here(args, cwd, monkeypatch, capfd) -> tuple:
+    """``cb-run-suite ARGS`` in this process (for what needs no training): (exit code, console)."""
+    monkeypatch.chdir(cwd)
+    code = suite_main([str(a) for a in args])
+    return code, capfd.readouterr().out
+
+
+def test_dry_run_shows_the_power_of_the_planned_seeds_once_a_pilot_exists(
+        local_suite, monkeypatch, capfd):
+    code, out = run_suite_here([local_suite.suite, '--work-dir', local_suite.work_dir,
+                                '--dry-run', '--target-gain', 1.0], local_suite.cwd,
+                               monkeypatch, capfd)
+    assert code == 0 and 'power, from the runs already in' in out
+    assert 'seeds for a gain of 1.00' in out and 'UPerNet deit_tiny' in out
+
+
+def test_an_interrupted_suite_resumes_to_the_same_numbers(local_suite, tmp_path):
+    """Killed (the whole process group, SIGKILL) after a fine-tuning run's first checkpoint;
+    started again, it skips the finished runs, resumes that one and ends with the uninterrupted
+    suite's numbers. (The pretraining runs are the session suite's, copied: finished runs.)"""
+    cwd = local_suite.cwd
+    suite = reduced_suite(tmp_path, 'seg_only', detection=False)
+    suite.write_text(suite.read_text() + 'seeds = [0]\n')
     work_dir = tmp_path / 'interrupted'
-    suite = suite_file(tmp_path, seg_only=True)
-    env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}
-    proc = subprocess.Popen(suite_command(suite, work_dir), cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    shutil.copytree(local_suite.work_dir / 'upstream', work_dir / 'upstream')
+    for done in (work_dir / 'upstream').rglob('suite_done.json'):  # where the copies lie now
+        record = json.loads(done.read_text())
+        record['checkpoint'] = str(done.parent / Path(record['checkpoint']).name)
+        done.write_text(json.dumps(record))
+    cmd = suite_command(suite, work_dir, '--jobs', 2, '--threads', 1)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    third = work_dir / 'upernet_vit-tiny-p8-cb_1xb4-240iter_smoke-ade20k-64x64' / 'seed0'
+    marker = work_dir / 'two-stage' / Path(SEG[0]).stem / 'seed0' / 'last_checkpoint'
     deadline = time.time() + 600
     try:
-        while not (third / 'last_checkpoint').exists():
+        while not (marker.exists() and marker.read_text().strip().endswith('iter_10.pth')):
             assert proc.poll() is None, 'the suite ended before it could be interrupted'
             assert time.time() < deadline
             time.sleep(0.05)
@@ -124,52 +155,60 @@ def test_interrupted_suite_resumes_to_the_same_table(reduced, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    finished = sorted(work_dir.glob('upernet_vit-tiny-p8_1xb4*/seed*/suite_done.json'))
-    assert len(finished) == 2 and not (third / 'suite_done.json').exists()
-    stamps = {p: p.stat().st_mtime_ns for p in finished}
-    folders = {p: sorted(p.parent.glob('2*')) for p in finished}  # one for training, one for test
+    finished = run_dirs(work_dir, 'upstream')
+    assert len(finished) == 2
+    stamps = {p: (p / 'suite_done.json').stat().st_mtime_ns for p in finished}
 
-    out = run(suite_command(suite, work_dir), cwd)
-    assert '4 runs (2 configs x 2 seeds), 2 finished, 2 to run' in out
-    assert '[1/2] upernet_vit-tiny-p8-cb_1xb4-240iter_smoke-ade20k-64x64 seed 0: resuming' in out
-    assert {p: p.stat().st_mtime_ns for p in finished} == stamps  # not trained again
-    assert {p: sorted(p.parent.glob('2*')) for p in finished} == folders
-    assert all(len(f) == 2 for f in folders.values())
-
-    resumed = [r for r in rows(work_dir) if r['metric'] == 'mIoU']
-    expected = [r for r in rows(uninterrupted) if r['metric'] == 'mIoU']
-    assert resumed == expected
+    out = run_suite(cmd, cwd).stdout
+    assert '4 runs (2 pretraining, 2 fine-tuning' in out and '2 runs to go' in out
+    assert f'two-stage/{Path(SEG[0]).stem}/seed0: resuming from iter_10.pth' in out
+    assert {p: (p / 'suite_done.json').stat().st_mtime_ns for p in finished} == stamps
+    expected = {r['metric']: r for r in rows(local_suite.work_dir)}
+    for row in rows(work_dir):
+        for arm in ('plain_values', 'cb_values'):
+            assert row[arm] == expected[row['metric']][arm][:1], (row['metric'], arm)
 
 
-def test_dry_run_of_the_full_preset_lists_every_run_and_touches_nothing(tmp_path):
+def test_dry_run_of_the_full_preset_lists_every_run_and_touches_nothing(
+        tmp_path, monkeypatch, capfd):
     before = set(tmp_path.rglob('*'))
-    out = run([sys.executable, str(REPO / 'tools' / 'run_suite.py'),
-               str(REPO / 'configs' / 'suites' / 'full.py'), '--dry-run', '--launcher', 'pytorch',
-               '--gpus', '8'], tmp_path)
-    assert set(tmp_path.rglob('*')) == before
-    commands = [line for line in out.splitlines()
-                if line.startswith('[new] ') and 'dist_train.sh' in line]
-    assert sum('dist_test.sh' in line for line in out.splitlines()) == len(commands)
-    full = (REPO / 'configs' / 'suites' / 'full.py').read_text()
-    assert len(commands) == 14 * 2 * 3 and 'seeds = [0, 1, 2]' in full
-    configs = {line.split()[2] for line in commands}
-    assert len(configs) == 28
-    for config in configs:
-        for seed in (0, 1, 2):
-            assert sum(f'randomness.seed={seed}' in c and config in c for c in commands) == 1
-    assert 'missing inputs' in out and 'pretrain/deit_small_patch16_224-cd65a155.pth' in out
+    code, out = run_suite_here([FULL, '--dry-run', '--launcher', 'pytorch', '--gpus', '8'],
+                               tmp_path, monkeypatch, capfd)
+    assert code == 0 and set(tmp_path.rglob('*')) == before
+    train = [line for line in out.splitlines() if line.startswith('[new] ')
+             and 'dist_train.sh' in line]
+    assert sum('dist_test.sh' in line for line in out.splitlines()) == len(train) == 6 + 84
+    configs = {line.split()[2] for line in train}
+    assert len(configs) == 6 + 28
+    for line in train:
+        if '/imagenet/' in line:
+            assert '--pretrained' not in line and 'protocol=pretraining' in line
+        else:  # each arm from the pretraining run of its kind, resolved when the run starts
+            arm = '-cb' if '-cb_' in line.split()[2] else ''
+            assert "--pretrained '<last checkpoint of upstream/deit-" in line
+            assert f"{arm}_8xb128-300e_in1k-224/seed0>'" in line
+    assert 'missing inputs' in out and 'data/imagenet/train' in out
+    assert 'pretrain/' not in out  # the checkpoints come from the pretraining runs
 
 
-def test_a_full_size_suite_stops_before_anything_when_inputs_are_missing(tmp_path):
+def test_a_full_size_suite_stops_before_anything_when_inputs_are_missing(
+        tmp_path, monkeypatch, capfd):
     suite = tmp_path / 'one_pair.py'
-    suite.write_text("pairs = [('configs/coco/mask-rcnn_deit-s16_fpn_8xb2-1x_coco.py',\n"
-                     "          'configs/coco/mask-rcnn_deit-s16-cb_fpn_8xb2-1x_coco.py')]\n"
-                     "seeds = [0]\n")
-    env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}
-    proc = subprocess.run([sys.executable, str(REPO / 'tools' / 'run_suite.py'), str(suite)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1
-    assert 'missing inputs; nothing was started' in proc.stdout
-    assert 'data/coco/annotations/instances_train2017.json  (needed by 2 configs' in proc.stdout
-    assert 'pretrain/deit_small_patch16_224-cd65a155.pth  (needed by 2 configs' in proc.stdout
+    suite.write_text(
+        "downstream = [dict(plain='configs/coco/mask-rcnn_deit-s16_fpn_8xb2-1x_coco.py',\n"
+        "                   cb='configs/coco/mask-rcnn_deit-s16-cb_fpn_8xb2-1x_coco.py')]\n"
+        "seeds = [0]\n")
+    code, out = run_suite_here([suite], tmp_path, monkeypatch, capfd)
+    assert code == 1 and 'missing inputs; nothing was started' in out
+    assert 'data/coco/annotations/instances_train2017.json  (needed by 2 configs' in out
+    assert 'pretrain/deit-s16-cb_8xb128-300e_in1k-224.pth  (needed by 1 config' in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ['one_pair.py']
+
+
+def test_without_slurm_the_launcher_is_a_clear_error(tmp_path, local_suite, monkeypatch, capfd):
+    monkeypatch.setenv('PATH', str(tmp_path))  # no sbatch, scontrol, scancel here
+    code, out = run_suite_here([local_suite.suite, '--work-dir', tmp_path / 'wd', '--launcher',
+                                'slurm'], local_suite.cwd, monkeypatch, capfd)
+    assert code == 2
+    assert "--launcher slurm needs Slurm's sbatch, scontrol, scancel on the PATH" in out
+    assert 'nothing runs here instead' in out and not (tmp_path / 'wd').exists()

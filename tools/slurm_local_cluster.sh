@@ -20,7 +20,7 @@ ACTION=${1:-}
 STATE=${2:-/tmp/cb_transfer_slurm}
 CTLD_PORT=${CB_SLURMCTLD_PORT:-16817}
 SLURMD_PORT=${CB_SLURMD_PORT:-16818}
-NODE=cbnode
+NODE=localhost
 PARTITION=debug
 
 die() { echo "slurm_local_cluster: $*" >&2; exit 1; }
@@ -78,7 +78,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 ReturnToService=2
 JobRequeue=1
-KillWait=5
+KillWait=1
 MinJobAge=3600
 SlurmdTimeout=60
 NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=localhost CPUs=$cpus RealMemory=$mem State=UNKNOWN
@@ -93,7 +93,15 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
         "$@" >/dev/null 2>&1 && return 0
         sleep 0.2
     done
-    die "$what did not come up in ${seconds} s; see the logs in $STATE"
+    local log
+    log=$(tail -3 "$STATE"/slurm*.log 2>/dev/null)
+    stop_daemons
+    die "$what did not come up in ${seconds} s; the last lines of its logs:
+$log"
+}
+
+port_free() {  # port_free PORT: nothing listens on 127.0.0.1:PORT
+    python3 -c "import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1])))" "$1" 2>/dev/null
 }
 
 up() {
@@ -104,6 +112,10 @@ up() {
         client_env
         return
     fi
+    for port in "$CTLD_PORT" "$SLURMD_PORT"; do
+        port_free "$port" || die "port $port on 127.0.0.1 is in use (another cluster up? take it \
+down, or choose other ports with CB_SLURMCTLD_PORT and CB_SLURMD_PORT)"
+    done
     mkdir -p "$STATE/munge" "$STATE/ctld" "$STATE/slurmd"
     chmod 700 "$STATE/munge"
     # a key of our own, so that the system's munge key and socket are not touched
@@ -134,15 +146,23 @@ stop_pid() {  # stop_pid PIDFILE
     kill -9 "$pid" 2>/dev/null || true
 }
 
-down() {
-    if [ -f "$STATE/slurm.conf" ] && command -v scancel >/dev/null 2>&1; then
-        SLURM_CONF=$STATE/slurm.conf timeout 10 scancel --full --user="$(id -un)" 2>/dev/null || true
-    fi
+stop_daemons() {
     stop_pid "$STATE/slurmd.pid"
-    # job steps outlive slurmd; end whatever still runs under our spool
-    pkill -9 -f "slurmstepd.*$NODE" 2>/dev/null || true
     stop_pid "$STATE/slurmctld.pid"
     stop_pid "$STATE/munge/munged.pid"
+}
+
+down() {
+    if [ -f "$STATE/slurm.conf" ] && command -v scancel >/dev/null 2>&1; then
+        export SLURM_CONF=$STATE/slurm.conf
+        timeout 10 scancel --full 2>/dev/null || true
+        # the jobs' processes end within KillWait (1 s) of the cancel
+        for _ in $(seq 60); do
+            [ -z "$(timeout 5 squeue -h -t PD,CF,R,CG,S -o %i 2>/dev/null | head -1)" ] && break
+            sleep 0.25
+        done
+    fi
+    stop_daemons
     rm -rf "$STATE"
     echo "slurm_local_cluster: down ($STATE removed)"
 }

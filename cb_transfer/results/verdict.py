@@ -160,8 +160,15 @@ def power(gain: float, sd: float, n: int, paired: bool = True,
     else:
         dof, noncentrality = 2 * n - 2, gain / (sd * math.sqrt(2 / n))
     critical = stats.t.ppf(1 - alpha / 2, dof)
-    return float(stats.nct.sf(critical, dof, noncentrality)
-                 + stats.nct.cdf(-critical, dof, noncentrality))
+    upper = stats.nct.sf(critical, dof, noncentrality)
+    lower = stats.nct.cdf(-critical, dof, noncentrality)
+    if not np.isfinite(upper):
+        # scipy's noncentral t gives NaN far out in the tail (seen at 1 degree of freedom and a
+        # noncentrality of 80): the distribution then lies wholly on one side of the value
+        upper = 1.0 if noncentrality > critical else 0.0
+    if not np.isfinite(lower):
+        lower = 1.0 if noncentrality < -critical else 0.0
+    return float(min(upper + lower, 1.0))
 
 
 def minimum_detectable_gain(sd: float, n: int, paired: bool = True,

@@ -1,6 +1,5 @@
 """``tools/run_suite.py`` / ``cb-run-suite``: plan a suite, carry it out, report it."""
 import argparse
-import contextlib
 import os.path as osp
 import sys
 from pathlib import Path
@@ -122,6 +121,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                        help='other sbatch options, e.g. --sbatch exclusive=1 reservation=r')
     slurm.add_argument('--max-requeues', type=int,
                        help='requeues (preemption, time limit) allowed per job (default 3)')
+    slurm.add_argument('--poll-seconds', type=float, default=30.0,
+                       help='with --wait: how often to ask Slurm (default 30)')
     return parser.parse_args(argv)
 
 
@@ -161,13 +162,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (SuiteError, FileNotFoundError, RuntimeError) as err:
         console.line(f'error: {err}')
         return 2
-    quiet = contextlib.nullcontext() if args.verbose or args.dry_run else \
-        capture_output(plan.root / 'suite.log')
-    with quiet:
-        return _run(args, plan, console, resources)
-
-
-def _run(args, plan: Plan, console: Console, resources) -> int:
     if args.status:
         from .slurm import print_status, status
         print_status(status(plan), console)
@@ -180,9 +174,6 @@ def _run(args, plan: Plan, console: Console, resources) -> int:
                  f'{len(plan.runs) - upstream} fine-tuning: '
                  f'{len({r.config for r in plan.runs if r.stage == "downstream"})} configs x '
                  f'{len(plan.seeds)} seeds); work dir {plan.root}')
-    if not args.verbose and not args.dry_run:
-        console.line(f"each run's output goes to its work dir's suite_run.log; the suite's own "
-                     f'to {plan.root / "suite.log"}')
     missing = missing_inputs(plan)
     if args.dry_run:
         _dry_run(args, plan, console, resources)
@@ -194,6 +185,16 @@ def _run(args, plan: Plan, console: Console, resources) -> int:
         console.line('missing inputs; nothing was started:\n  ' + '\n  '.join(missing)
                      + "\nSee the README's 'Pretrained weights' and data sections.")
         return 1
+    if args.verbose:
+        return _run(args, plan, console, resources)
+    console.line(f"each run's output goes to its work dir's suite_run.log; the suite's own "
+                 f'to {plan.root / "suite.log"}')
+    with capture_output(plan.root / 'suite.log'):
+        return _run(args, plan, console, resources)
+
+
+def _run(args, plan: Plan, console: Console, resources) -> int:
+    """Carry the plan out with the chosen executor, then report."""
     failed: List[str] = []
     if args.launcher == 'none':
         from .local import run_local
@@ -208,7 +209,7 @@ def _run(args, plan: Plan, console: Console, resources) -> int:
             console.line(f'check with: {sys.argv[0]} {args.suite} --launcher slurm --status '
                          '(or --wait to block until the jobs end and report)')
             return 0
-        states = wait(plan, console)
+        states = wait(plan, console, args.poll_seconds)
         failed = [s.run.name for s in states if s.state != 'done']
         print_status([s for s in states if s.state != 'done'], console)
     code = finish(plan, console, args.target_gain)
@@ -220,15 +221,25 @@ def _run(args, plan: Plan, console: Console, resources) -> int:
 
 
 def _dry_run(args, plan: Plan, console: Console, resources) -> None:
+    """What would run; and, where the work dir already holds runs of the suite (a pilot), the
+    gains the planned seeds can detect."""
     from .job import is_done
     if args.launcher == 'slurm':
         from .slurm import submit
         submit(plan, resources, console, dry_run=True)
-        return
-    from .torchrun import commands, show
-    for run in plan.runs:
-        status = ('done' if is_done(run) else
-                  'resume' if (run.work_dir / 'last_checkpoint').exists() else 'new')
-        pretrained = run.weights.describe() if run.weights else None
-        for cmd in commands(run, args.launcher, pretrained):
-            console.line(f'[{status}] {show(cmd)}')
+    else:
+        from .torchrun import commands, show
+        for run in plan.runs:
+            status = ('done' if is_done(run) else
+                      'resume' if (run.work_dir / 'last_checkpoint').exists() else 'new')
+            pretrained = run.weights.describe() if run.weights else None
+            for cmd in commands(run, args.launcher, pretrained):
+                console.line(f'[{status}] {show(cmd)}')
+    if plan.root.is_dir():
+        from ..results import build_table, collect_runs
+        from ..results.report import power_lines
+        lines = power_lines(build_table(*collect_runs([plan.root])).rows, args.target_gain,
+                            seeds=len(plan.seeds))
+        if len(lines) > 2:
+            console.line(f'power, from the runs already in {plan.root} (a pilot), for '
+                         f'{len(plan.seeds)} seeds:\n' + '\n'.join(lines))

@@ -72,7 +72,7 @@ class _ReportProgress(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if outputs and 'loss' in outputs:
-            self.loss = float(outputs['loss'])
+            self.loss = float(outputs['loss'].detach())
         _progress.put((self.name, runner.iter + 1, runner.max_iters, self.loss, self.metric))
 
     def after_val_epoch(self, runner, metrics=None) -> None:

@@ -109,6 +109,11 @@ class SlurmJob(submitit.helpers.Checkpointable):
         # one rendezvous port per job, so that jobs sharing a node do not collide
         job_id = int(os.environ.get('SLURM_ARRAY_JOB_ID') or os.environ['SLURM_JOB_ID'])
         os.environ.setdefault('MASTER_PORT', str(20000 + job_id % 20000))
+        import torch
+        if not torch.cuda.is_available() and os.environ.get('SLURM_CPUS_PER_TASK'):
+            # the CPUs the job was given, not every core of the node (the thread count changes
+            # the rounding, so the local executor's --threads gives the same numbers)
+            torch.set_num_threads(int(os.environ['SLURM_CPUS_PER_TASK']))
         print(f'{self.run.name}: Slurm job {job_id}, restart {restarts}', flush=True)
         return execute(self.run, launcher='slurm')
 
@@ -211,8 +216,12 @@ def _executor(run: PlannedRun, resources: SlurmResources, dependency: Optional[s
 
 
 def _sbatch_flags(params: dict) -> str:
-    extra = params.get('additional_parameters') or {}
-    flags = {**{k: v for k, v in params.items() if k != 'additional_parameters'}, **extra}
+    """submitit's parameters as the sbatch options they become."""
+    flags = {k: v for k, v in params.items()
+             if k not in ('additional_parameters', 'signal_delay_s')}
+    flags['signal'] = f'{submitit.JobEnvironment._usr_sig().name.replace("SIG", "")}@' \
+                      f'{params["signal_delay_s"]}'
+    flags.update(params.get('additional_parameters') or {})
     return ' '.join(f'--{k.replace("_", "-")}={v}' for k, v in flags.items())
 
 

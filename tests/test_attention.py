@@ -1,0 +1,146 @@
+"""The attention analysis: its statistics on hand-built maps, streamed statistics against full maps
+taken by timm's AttentionExtract, real checkpoints of every kind, and clear errors."""
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from timm.utils import AttentionExtract
+
+from cb_transfer.analysis import AttentionRecorder, map_statistics, patch_distances
+from cb_transfer.analysis.cli import main as attention_main
+from cb_transfer.models import ViT
+
+
+def stats_of(attn, grid, patch=16):
+    out = map_statistics(torch.as_tensor(attn, dtype=torch.float64)[None],
+                         patch_distances(grid, (patch, patch)))
+    return {k: float(v[0]) for k, v in out.items()}
+
+
+def test_uniform_attention_has_entropy_one_and_no_query_dependence():
+    n = 1 + 2 * 2
+    s = stats_of(np.full((n, n), 1 / n), (2, 2))
+    assert s['entropy'] == pytest.approx(1.0) and s['gap'] == pytest.approx(0.0, abs=1e-12)
+    assert s['nmi'] == pytest.approx(0.0, abs=1e-12)
+    # uniform over a 2x2 grid of 16-pixel patches: each patch is 0, 16, 16 and 16*sqrt(2) away
+    assert s['distance'] == pytest.approx((0 + 16 + 16 + 16 * math.sqrt(2)) / 4)
+
+
+def test_one_hot_attention_has_entropy_zero():
+    n = 1 + 2 * 2
+    own = stats_of(np.eye(n), (2, 2))  # every query on itself: fully query-dependent
+    assert own['entropy'] == pytest.approx(0.0) and own['gap'] == pytest.approx(math.log(n))
+    assert own['nmi'] == pytest.approx(1.0) and own['distance'] == pytest.approx(0.0)
+    same = np.zeros((n, n))
+    same[:, 0] = 1  # every query on the class token: one-hot, but the same for all queries
+    s = stats_of(same, (2, 2))
+    assert s['entropy'] == pytest.approx(0.0) and s['nmi'] == pytest.approx(0.0)
+
+
+def test_distances_by_hand_on_a_small_grid():
+    """A 1x3 row of 16-pixel patches: query 0 looks at patch 2 (32 px away), query 1 at patch 0
+    (16 px), query 2 at itself; the class token's row and column are left out."""
+    attn = np.zeros((4, 4))
+    attn[0, 0] = 1
+    attn[1, 3], attn[2, 1], attn[3, 3] = 1, 1, 1
+    assert stats_of(attn, (1, 3))['distance'] == pytest.approx((32 + 16 + 0) / 3)
+    # half on the class token, half on a patch: renormalised over the patches
+    attn[1] = [0.5, 0, 0.5, 0]
+    assert stats_of(attn, (1, 3))['distance'] == pytest.approx((16 + 16 + 0) / 3)
+
+
+def brute_force(maps: np.ndarray, grid, patch) -> dict:
+    """The statistics of full maps (images, heads, N, N), written out with numpy."""
+    logs = np.where(maps > 0, np.log(np.where(maps > 0, maps, 1)), 0)
+    row_entropy = -(maps * logs).sum(-1)                        # (B, H, N)
+    n = maps.shape[-1]
+    marginal = maps.mean(2)
+    marginal_entropy = -(marginal * np.where(marginal > 0, np.log(marginal), 0)).sum(-1)
+    centres = np.array([(i * patch, j * patch) for i in range(grid[0]) for j in range(grid[1])])
+    distances = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+    patches = maps[..., 1:, 1:]
+    patches = patches / patches.sum(-1, keepdims=True)
+    return dict(entropy=(row_entropy.mean(-1) / np.log(n)).mean(0),
+                gap=(np.log(n) - row_entropy.mean(-1)).mean(0),
+                distance=(patches * distances).sum(-1).mean(-1).mean(0),
+                nmi=((marginal_entropy - row_entropy.mean(-1)) / marginal_entropy).mean(0))
+
+
+@pytest.mark.parametrize('cb', [False, True])
+def test_streamed_statistics_equal_the_brute_force_ones_layer_by_layer(cb):
+    torch.manual_seed(0)
+    model = ViT(arch='deit_tiny_patch16_224', depth=3, img_size=64, cb=cb,
+                cb_position='attn').eval()
+    images = torch.randn(3, 3, 64, 80)  # a 4x5 grid: 21 tokens
+    recorder = AttentionRecorder(model)
+    with recorder.recording():
+        for image in images:
+            recorder(image[None])
+    assert all(a.fused_attn for a in recorder.attentions)  # switched back on afterwards
+    streamed = recorder.stats.means()
+
+    for block in model.blocks:
+        block.attn.fused_attn = False
+    with torch.no_grad():
+        maps = AttentionExtract(model, method='hook')(images)
+    assert sorted(maps) == [f'blocks.{i}.attn.attn_drop' for i in range(3)]
+    for layer in range(3):
+        full = maps[f'blocks.{layer}.attn.attn_drop'].double().numpy()
+        assert full.shape == (3, 3, 21, 21)
+        expected = brute_force(full, (4, 5), 16)
+        for name in ('entropy', 'gap', 'distance', 'nmi'):
+            np.testing.assert_allclose(streamed[name][layer], expected[name], rtol=1e-9,
+                                       err_msg=f'{name}, layer {layer}')
+
+
+def test_the_main_job_measured_every_arm_it_trained(local_suite):
+    """Upstream classifiers and downstream mmseg and mmdet models, plain and +CB."""
+    results = json.loads((local_suite.work_dir / 'attention' / 'attention.json').read_text())
+    entries = results['checkpoints']
+    assert len(entries) == 10
+    assert {(e['task'], e['arm']) for e in entries} == {
+        (t, a) for t in ('classification', 'segmentation', 'detection') for a in ('plain', '+CB')}
+    for entry in entries:
+        assert entry['images'] == 8 and len(entry['layers']) == 4
+        values = [v for layer in entry['layers'] for s in layer.values() for v in s]
+        assert len(values) == 4 * 4 * 3 and all(math.isfinite(v) for v in values)
+        assert all(0 <= v <= 1 for layer in entry['layers'] for v in layer['entropy'])
+    detection = next(e for e in entries if e['task'] == 'detection')
+    assert detection['size'] == [128, 128] and detection['tokens'] == 1 + 16 * 16
+    report = (local_suite.work_dir / 'report.md').read_text()
+    assert '## Attention' in report and "the paper's measure" in report
+    assert (local_suite.work_dir / 'attention' / 'attention.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_the_tool_reads_a_downstream_checkpoint_and_names_bad_inputs(local_suite, tmp_path,
+                                                                     monkeypatch, capsys):
+    monkeypatch.chdir(local_suite.cwd)
+
+    def run_tool(*args):
+        code = attention_main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+
+    det = next(local_suite.work_dir.glob('two-stage/mask-rcnn*-cb_*/seed0'))
+    checkpoint = (det / 'last_checkpoint').read_text().strip()
+    images = tmp_path / 'images'
+    images.mkdir()
+    for i, source in enumerate(sorted((local_suite.cwd / 'data/smoke/coco/val2017').glob('*'))[:2]):
+        (images / f'{i}.jpg').write_bytes(source.read_bytes())
+    proc = run_tool(checkpoint, '--images', images, '--out', tmp_path / 'out')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (entry,) = json.loads((tmp_path / 'out' / 'attention.json').read_text())['checkpoints']
+    assert entry['cb'] is True and entry['images'] == 2 and entry['task'] == 'detection'
+
+    torch.save(torch.nn.Conv2d(3, 8, 3).state_dict(), tmp_path / 'resnet.pth')
+    proc = run_tool(tmp_path / 'resnet.pth', '--images', images)
+    assert proc.returncode == 2
+    assert f"'{tmp_path / 'resnet.pth'}' is not a ViT checkpoint" in proc.stderr
+
+    (images / 'broken.jpg').write_bytes(b'not a jpeg')
+    proc = run_tool(checkpoint, '--images', images)
+    assert proc.returncode == 2
+    assert f"cannot read image '{images / 'broken.jpg'}'" in proc.stderr

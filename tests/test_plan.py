@@ -1,0 +1,119 @@
+"""The suite's plan: which runs, in which order, and where each arm's weights come from."""
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SEG, UPSTREAM
+
+from cb_transfer.suite.plan import SuiteError, load_plan
+
+SUITES = REPO / 'configs' / 'suites'
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / 'suite.py'
+    path.write_text(text)
+    return str(path)
+
+
+UPSTREAM_BLOCK = f"upstream = dict(tiny=dict(plain={UPSTREAM[0]!r}, cb={UPSTREAM[1]!r}))\n"
+
+
+def test_two_stage_feeds_each_arm_from_its_own_upstream_run(tmp_path):
+    plan = load_plan(write(tmp_path, UPSTREAM_BLOCK + f'''
+downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='tiny')]
+seeds = [0, 1]
+cfg_options = {{{SEG[1]!r}: {{'train_cfg.max_iters': 7}}, '*': {{'a': 1}}}}
+'''), work_dir='root')
+    upstream = plan.runs[:2]
+    assert [(r.stage, r.arm, r.protocol, r.seed) for r in upstream] == [
+        ('upstream', 'plain', 'pretraining', 0), ('upstream', 'cb', 'pretraining', 0)]
+    assert upstream[0].work_dir == Path('root/upstream') / Path(UPSTREAM[0]).stem / 'seed0'
+    downstream = plan.runs[2:]
+    assert len(downstream) == 4
+    for run in downstream:
+        feeder = plan.upstream_of(run)
+        assert feeder.arm == run.arm and run.protocol == 'two-stage'
+        assert run.weights.work_dir == feeder.work_dir
+        assert run.work_dir == Path('root/two-stage') / Path(run.config).stem / f'seed{run.seed}'
+        assert run.overrides['protocol'] == 'two-stage'
+        assert run.overrides['randomness.seed'] == run.seed and run.overrides['a'] == 1
+    assert [r.overrides.get('train_cfg.max_iters') for r in downstream] == [None, None, 7, 7]
+
+
+def test_the_same_plain_weights_for_both_arms_is_cb_at_finetune(tmp_path):
+    plan = load_plan(write(tmp_path, UPSTREAM_BLOCK + f'''
+downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r},
+                   weights=dict(plain='tiny.plain', cb='tiny.plain'))]
+seeds = [0]
+'''))
+    plain, cb = plan.runs[2:]
+    assert plain.protocol == cb.protocol == 'cb-at-finetune'
+    assert plain.weights == cb.weights and plan.upstream_of(cb).arm == 'plain'
+    assert 'cb-at-finetune/' in str(cb.work_dir)
+
+
+def test_files_the_user_has_and_a_zoo_check(tmp_path):
+    plan = load_plan(write(tmp_path, f'''
+downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights=dict(plain='a.pth', cb='b.pth')),
+              dict(plain={SEG[0]!r}, weights=dict(plain='pretrain/deit.pth'))]
+seeds = [0]
+'''))
+    assert [(r.protocol, r.arm, r.weights.file) for r in plan.runs] == [
+        ('two-stage', 'plain', 'a.pth'), ('two-stage', 'cb', 'b.pth'),
+        ('zoo-check', 'plain', 'pretrain/deit.pth')]
+
+
+def test_without_weights_the_config_names_the_protocol(tmp_path):
+    plan = load_plan(write(tmp_path, f'''
+downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r}),
+              dict(plain='configs/ade20k/upernet_deit-s16_8xb2-160k_ade20k-512x512.py')]
+seeds = [0]
+'''))
+    assert [(r.protocol, r.weights) for r in plan.runs] == [
+        ('from-scratch', None), ('from-scratch', None), ('two-stage', None)]
+
+
+@pytest.mark.parametrize('downstream, message', [
+    (f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights=dict(plain='deit.pth', cb='tiny.cb'))]",
+     'one arm starts from a file and the other from an upstream run'),
+    (f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights=dict(plain='tiny.cb', cb='tiny.plain'))]",
+     'not the plain and CB arms of one upstream pair'),
+    (f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='small')]",
+     r"weights='small' is not an upstream pair \(upstream here: \['tiny'\]\)"),
+    (f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights=dict(plain='tiny.plain'))]",
+     'with a source for each arm'),
+    ("[dict(plain='configs/nope.py', cb='configs/nope-cb.py')]",
+     "config 'configs/nope.py' named in suite file .*downstream\\[0\\] not found"),
+    (f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='tiny', extra=1)]",
+     r"downstream\[0\]: unknown keys \['extra'\]"),
+])
+def test_bad_entries_name_the_entry_and_the_problem(tmp_path, downstream, message):
+    with pytest.raises(SuiteError, match=message):
+        load_plan(write(tmp_path, UPSTREAM_BLOCK + f'downstream = {downstream}\nseeds = [0]\n'))
+
+
+def test_the_old_format_and_a_missing_file_are_clear_errors(tmp_path):
+    with pytest.raises(SuiteError, match="'pairs' is the old format"):
+        load_plan(write(tmp_path, f'pairs = [({SEG[0]!r}, {SEG[1]!r})]\nseeds = [0]\n'))
+    with pytest.raises(FileNotFoundError, match='presets in .*full, smoke'):
+        load_plan(str(tmp_path / 'nope.py'))
+
+
+def test_the_presets():
+    full = load_plan(str(SUITES / 'full.py'))
+    assert sum(r.stage == 'upstream' for r in full.runs) == 6
+    downstream = [r for r in full.runs if r.stage == 'downstream']
+    assert len(downstream) == 28 * 3 and {r.protocol for r in downstream} == {'two-stage'}
+    for run in downstream:  # each arm from the pretraining run of its own size and kind
+        feeder = full.upstream_of(run)
+        assert feeder.arm == run.arm
+        assert Path(feeder.config).stem.split('_')[0] == Path(run.config).stem.split('_')[1] \
+            .replace('-ld', '')
+    zoo = load_plan(str(SUITES / 'zoo_check.py'))
+    assert {(r.arm, r.protocol) for r in zoo.runs} == {('plain', 'zoo-check')}
+    assert all(r.weights.file.startswith('pretrain/deit_') for r in zoo.runs)
+    finetune = load_plan(str(SUITES / 'cb_at_finetune.py'))
+    assert {r.arm for r in finetune.runs if r.stage == 'upstream'} == {'plain'}
+    assert {r.protocol for r in finetune.runs if r.stage == 'downstream'} == {'cb-at-finetune'}
+    smoke = load_plan(str(SUITES / 'smoke.py'))
+    assert len(smoke.runs) == 2 + 12 and smoke.smoke_data

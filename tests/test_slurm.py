@@ -1,0 +1,184 @@
+"""The suite on a real Slurm cluster: a single node stood up from Debian's packages by
+tools/slurm_local_cluster.sh (as root, loopback only) and taken down after the tests.
+
+One scenario, shared by the tests below: the reduced suite (pretraining, then UPerNet, one seed)
+submitted at once; submitted again while queued; the plain fine-tuning job requeued with
+``scontrol requeue`` after its first checkpoint; while a ``--wait`` blocks, the +CB one killed for
+good with ``scancel``; ``--status``; a third submission, which reruns only the killed run.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import REPO, reduced_suite, run_suite, suite_command
+
+CLUSTER = REPO / 'tools' / 'slurm_local_cluster.sh'
+SLURM_ARGS = ['--launcher', 'slurm', '--gpus-per-node', 0, '--cpus-per-task', 1,
+              '--time-min', 30, '--max-requeues', 2, '--poll-seconds', 2]
+REQUEUED = 'two-stage/upernet_vit-tiny-p8_1xb4-240iter_smoke-ade20k-64x64/seed0'
+KILLED = 'two-stage/upernet_vit-tiny-p8-cb_1xb4-240iter_smoke-ade20k-64x64/seed0'
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not (shutil.which('apt-get') or shutil.which('slurmctld')),
+    reason='standing up Slurm needs root and Debian packages (CI runs as root)')
+
+
+@pytest.fixture(scope='module')
+def cluster(tmp_path_factory):
+    state = tmp_path_factory.mktemp('slurm')
+    try:
+        proc = subprocess.run(['bash', str(CLUSTER), 'up', str(state)], capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        yield {'SLURM_CONF': str(state / 'slurm.conf')}
+    finally:
+        subprocess.run(['bash', str(CLUSTER), 'down', str(state)], capture_output=True,
+                       timeout=120)
+
+
+def scontrol(job_id: str, env: dict) -> dict:
+    out = subprocess.run(['scontrol', 'show', 'job', '-o', str(job_id)], capture_output=True,
+                         text=True, env={**os.environ, **env}).stdout
+    return dict(re.findall(r'(\w+)=(\S*)', out))
+
+
+def job_ids(work_dir: Path) -> list:
+    return sorted((p.name.split('_')[0] for p in (work_dir / 'slurm').glob('*_submitted.pkl')),
+                  key=int)
+
+
+def wait_until(condition, what: str, timeout: float = 300):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f'timed out waiting for {what}'
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope='module')
+def scenario(cluster, local_suite):
+    cwd = local_suite.cwd
+    suite = reduced_suite(cwd, 'reduced_seg', detection=False)
+    suite.write_text(suite.read_text() + 'seeds = [0]\n')
+    work_dir = cwd / 'work_dirs' / 'slurm'
+    submit = suite_command(suite, work_dir, *SLURM_ARGS)
+    out = SimpleNamespace(suite=suite, work_dir=work_dir, env=cluster)
+    out.dry_run = run_suite(submit + ['--dry-run'], cwd, cluster).stdout
+    out.dry_run_wrote = work_dir.exists()
+    out.first = run_suite(submit, cwd, cluster).stdout
+    out.second = run_suite(submit, cwd, cluster).stdout
+
+    requeued = work_dir / REQUEUED
+    marker = requeued / 'last_checkpoint'  # written once iter_10.pth is whole
+    wait_until(lambda: marker.exists() and marker.read_text().strip().endswith('iter_10.pth'),
+               f'{REQUEUED} to save iter_10.pth')
+    (job,) = job_ids(requeued)
+    deadline = time.time() + 60
+    while subprocess.run(['scontrol', 'requeue', job], env={**os.environ, **cluster},
+                         capture_output=True).returncode != 0:  # "pending execution" at first
+        assert time.time() < deadline
+        time.sleep(0.5)
+
+    # while a --wait blocks, another job is killed for good
+    waiting = subprocess.Popen(submit + ['--wait'], cwd=cwd, env={**os.environ, **cluster},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = work_dir / KILLED
+    wait_until(lambda: job_ids(killed) and scontrol(job_ids(killed)[-1], cluster).get(
+        'JobState') == 'RUNNING' and list(killed.glob('slurm/*_log.out')), f'{KILLED} to run')
+    out.killed_job = job_ids(killed)[-1]
+    subprocess.run(['scancel', out.killed_job], env={**os.environ, **cluster}, check=True)
+    out.waited, out.waited_stderr = waiting.communicate(timeout=600)
+    out.waited_code = waiting.returncode
+    out.status = run_suite(submit + ['--status'], cwd, cluster).stdout
+    out.third = run_suite(submit + ['--wait'], cwd, cluster).stdout
+    (cwd / 'slurm_scenario.txt').write_text('\n\n'.join(
+        f'== {k}\n{v}' for k, v in vars(out).items()))  # for reading when a test fails
+    return out
+
+
+def test_dry_run_prints_every_job_with_its_dependency_and_submits_nothing(scenario):
+    lines = [line for line in scenario.dry_run.splitlines() if 'sbatch --' in line]
+    assert len(lines) == 4 and not scenario.dry_run_wrote
+    for line in lines:
+        assert '--ntasks-per-node=1' in line and '--cpus-per-task=1' in line
+        assert '--time=30' in line and '--signal=USR2@120' in line
+        if 'two-stage/' in line:
+            arm = '-cb' if '-cb_' in line.split(':')[0] else ''
+            assert (f'--dependency=afterok:<job of upstream/vit-tiny-p8{arm}_1xb32-12e_'
+                    in line)
+
+
+def test_every_run_is_a_job_and_fine_tuning_waits_for_its_pretraining_job(scenario):
+    assert '4 jobs submitted; 0 runs already done, 0 already queued' in scenario.first
+    submitted = dict(re.findall(r'submitted (\S+): job (\d+)', scenario.first))
+    assert len(submitted) == 4 and len(set(submitted.values())) == 4
+    for name, job in submitted.items():
+        assert job_ids(scenario.work_dir / name)[0] == job
+        if name.startswith('two-stage/'):
+            upstream = next(u for u in submitted if u.startswith('upstream/') and
+                            ('-cb_' in u) == ('-cb_' in name))
+            assert f'{name}: job {job} (afterok:{submitted[upstream]})' in scenario.first
+            # it started only after its pretraining job had ended
+            start = scontrol(job, scenario.env)['StartTime']
+            assert start >= scontrol(submitted[upstream], scenario.env)['EndTime']
+
+
+def test_submitting_again_submits_nothing_new(scenario):
+    assert '0 jobs submitted; 0 runs already done, 4 already queued' in scenario.second
+
+
+def test_a_requeued_job_resumes_to_the_weights_of_an_uninterrupted_run(scenario, local_suite):
+    run = scenario.work_dir / REQUEUED
+    (job,) = job_ids(run)
+    assert scontrol(job, scenario.env)['Restarts'] == '1'
+    log = (run / 'slurm' / f'{job}_0_log.out').read_text()
+    # killed mid-training (a requeued step gets a few seconds), resumed from a checkpoint
+    # before the end
+    assert 'restart 1' in log
+    resumed_at = int(re.search(r'resumed epoch: 0, iter: (\d+)', log).group(1))
+    assert 10 <= resumed_at < 60
+    resumed = torch.load(run / 'iter_60.pth')['state_dict']
+    uninterrupted = torch.load(local_suite.work_dir / REQUEUED / 'iter_60.pth')['state_dict']
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
+
+
+def test_a_killed_job_shows_as_failed_and_only_it_is_run_again(scenario):
+    # --wait returned once nothing was queued, and tabulated what had finished
+    assert scenario.waited_code == 1
+    done, queued = map(int, re.search(r'0 jobs submitted; (\d+) runs? already done, (\d+) '
+                                      r'already queued', scenario.waited).groups())
+    assert done + queued == 4
+    assert f'1 run did not finish: {KILLED}' in scenario.waited
+    assert f'Not finished (1), not in the table:\n- {KILLED}' in scenario.waited
+    seg = next(line for line in scenario.waited.splitlines() if '| mIoU (last) |' in line)
+    assert seg.count('(n=1)') == 1  # the plain arm; the +CB arm is empty
+    line = next(line for line in scenario.status.splitlines() if KILLED in line)
+    assert line.startswith('failed') and f'job {scenario.killed_job}' in line
+    log = Path(line.split(' log ')[1].split(' (')[0])
+    assert log.is_file() and log.name.startswith(scenario.killed_job)
+    assert 'Slurm: CANCELLED' in line and '3 done' in scenario.status
+    assert '1 job submitted; 3 runs already done, 0 already queued' in scenario.third
+    assert re.findall(r'submitted (\S+): job', scenario.third) == [KILLED]
+
+
+def test_the_table_equals_the_table_of_the_same_suite_run_locally(scenario, local_suite):
+    slurm = json.loads((scenario.work_dir / 'results.json').read_text())
+    local = {(r['task'], r['metric']): r for r in
+             json.loads((local_suite.work_dir / 'results.json').read_text())}
+    assert {(r['task'], r['metric']) for r in slurm} == {
+        ('classification', 'accuracy/top1'), ('segmentation', 'mIoU')}
+    for row in slurm:  # seed 0 of the local suite's two
+        other = local[(row['task'], row['metric'])]
+        for key in ('plain_values', 'cb_values'):
+            assert row[key] == other[key][:1], (row['metric'], key)
+        for arm in ('plain', 'cb'):  # each arm's source is named (its hash: the file's bytes,
+            # which hold the run's own paths and times besides the same weights)
+            assert row[f'{arm}_weights'].split(' (')[0] == other[f'{arm}_weights'].split(' (')[0]
+    assert (scenario.work_dir / 'report.md').is_file()
