@@ -251,8 +251,7 @@ def _peak_of_attention(mode: str, arch: str, height: int, width: int, device: st
 
         def run():
             with torch.no_grad():
-                maps = extract(x)
-            del maps
+                return extract(x)  # every layer's maps, alive until the forward returns
     else:
         def run():
             with torch.no_grad():
