@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo clean-env
+.PHONY: setup test test-fast demo clean-env
 
 setup:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "[setup] ERROR: $(PYTHON) not found. cb_transfer needs Python 3.11 (the CPU torch 2.13.0 build is cp311): install it, or pass make PYTHON=/path/to/python3.11"; exit 1; }
@@ -12,6 +12,10 @@ setup:
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# the edit loop: everything but the end-to-end training runs (about 2 minutes)
+test-fast: setup
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) tools/run_suite.py configs/suites/smoke.py

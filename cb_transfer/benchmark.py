@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 import torch
 
@@ -259,14 +259,15 @@ def _peak_of_attention(mode: str, arch: str, height: int, width: int, device: st
     return _peak_rise(run, device)
 
 
-def attention_memory(arch: str, height: int, width: int, device: str) -> dict:
+def attention_memory(arch: str, height: int, width: int, device: str,
+                     modes: Sequence[str] = ATTENTION_MODES) -> dict:
     """Peak memory of the attention analysis against holding every layer's maps, each measured
     in a fresh process, and the maps' size by formula."""
     ref = build('plain', arch, max(height, width))
     tokens = (height // 16) * (width // 16) + 1
     heads = ref.blocks[0].attn.num_heads
     measured = {}
-    for mode in ATTENTION_MODES:
+    for mode in modes:
         out = subprocess.run([sys.executable, '-m', 'cb_transfer.benchmark',
                               '--peak-attention-memory-of', mode, arch, str(height), str(width),
                               device], capture_output=True, text=True, check=True)

@@ -40,6 +40,17 @@ cfg_options = {{{up0!r}: _up_short, {up1!r}: _up_short, {seg0!r}: _seg_short,
 '''
 
 
+END_TO_END = {'smoke_cwd', 'local_suite'}
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that train (they use the shared end-to-end fixtures) are marked ``e2e``:
+    ``make test-fast`` leaves them out for the edit loop."""
+    for item in items:
+        if END_TO_END & set(getattr(item, 'fixturenames', ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 def run_python(code: str, cwd=None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (nothing imported yet); fail with its output if it
     fails."""

@@ -11,13 +11,17 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import torch
 from conftest import REPO, reduced_suite, run_suite, suite_command
+
+from cb_transfer.suite import main as suite_main
 
 CLUSTER = REPO / 'tools' / 'slurm_local_cluster.sh'
 SLURM_ARGS = ['--launcher', 'slurm', '--gpus-per-node', 0, '--cpus-per-task', 1,
@@ -61,6 +65,27 @@ def wait_until(condition, what: str, timeout: float = 300):
         time.sleep(0.5)
 
 
+def in_process(args: list, cwd: Path, env: dict) -> str:
+    """``cb-run-suite ARGS`` in this process, for what trains nothing (dry run, status)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    here = os.getcwd()
+    try:
+        os.chdir(cwd)
+        with tempfile.TemporaryFile('w+') as console, \
+                mock.patch('cb_transfer.suite.cli.console_stream', lambda: console):
+            assert suite_main([str(a) for a in args]) == 0
+            console.seek(0)
+            return console.read()
+    finally:
+        os.chdir(here)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key)
+            else:
+                os.environ[key] = value
+
+
 @pytest.fixture(scope='module')
 def scenario(cluster, local_suite):
     cwd = local_suite.cwd
@@ -68,12 +93,16 @@ def scenario(cluster, local_suite):
     suite.write_text(suite.read_text() + 'seeds = [0]\n')
     work_dir = cwd / 'work_dirs' / 'slurm'
     submit = suite_command(suite, work_dir, *SLURM_ARGS)
-    out = SimpleNamespace(suite=suite, work_dir=work_dir, env=cluster)
-    out.dry_run = run_suite(submit + ['--dry-run'], cwd, cluster).stdout
+    out = SimpleNamespace(suite=suite, work_dir=work_dir, env=cluster, times=[])
+    out.times.append(('dry_run', time.time()))
+    out.dry_run = in_process(submit[2:] + ['--dry-run'], cwd, cluster)
     out.dry_run_wrote = work_dir.exists()
+    out.times.append(('first', time.time()))
     out.first = run_suite(submit, cwd, cluster).stdout
+    out.times.append(('second', time.time()))
     out.second = run_suite(submit, cwd, cluster).stdout
 
+    out.times.append(('requeued', time.time()))
     requeued = work_dir / REQUEUED
     marker = requeued / 'last_checkpoint'  # written once iter_10.pth is whole
     wait_until(lambda: marker.exists() and marker.read_text().strip().endswith('iter_10.pth'),
@@ -85,18 +114,23 @@ def scenario(cluster, local_suite):
         assert time.time() < deadline
         time.sleep(0.5)
 
+    out.times.append(('step', time.time()))
     # while a --wait blocks, another job is killed for good
     waiting = subprocess.Popen(submit + ['--wait'], cwd=cwd, env={**os.environ, **cluster},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = work_dir / KILLED
     wait_until(lambda: job_ids(killed) and scontrol(job_ids(killed)[-1], cluster).get(
         'JobState') == 'RUNNING' and list(killed.glob('slurm/*_log.out')), f'{KILLED} to run')
+    out.times.append(('killed_job', time.time()))
     out.killed_job = job_ids(killed)[-1]
     subprocess.run(['scancel', out.killed_job], env={**os.environ, **cluster}, check=True)
     out.waited, out.waited_stderr = waiting.communicate(timeout=600)
     out.waited_code = waiting.returncode
-    out.status = run_suite(submit + ['--status'], cwd, cluster).stdout
+    out.times.append(('status', time.time()))
+    out.status = in_process(submit[2:] + ['--status'], cwd, cluster)
+    out.times.append(('third', time.time()))
     out.third = run_suite(submit + ['--wait'], cwd, cluster).stdout
+    out.times.append(('end', time.time()))
     (cwd / 'slurm_scenario.txt').write_text('\n\n'.join(
         f'== {k}\n{v}' for k, v in vars(out).items()))  # for reading when a test fails
     return out

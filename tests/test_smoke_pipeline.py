@@ -20,7 +20,7 @@ TRAIN, TEST = REPO / 'tools' / 'train.py', REPO / 'tools' / 'test.py'
 MMSEG_TRAIN = SITE / 'mmseg' / '.mim' / 'tools' / 'train.py'
 MMDET_TRAIN = SITE / 'mmdet' / '.mim' / 'tools' / 'train.py'
 SEG_ITERS, SEG_EVERY = 60, 30
-DET_ITERS, DET_EVERY = 120, 60
+DET_ITERS, DET_EVERY = 60, 30
 
 
 @pytest.fixture(scope='module')
@@ -69,9 +69,10 @@ def test_det_trains_with_mmdet_own_script_and_beats_an_untrained_model(det_run, 
     evals = scalars(det_run)
     assert sorted(evals) == [DET_EVERY, DET_ITERS]
     trained = evals[DET_ITERS]
-    # mmdet writes fractions: at least 1.5 AP points, and five times the untrained model's
+    # 60 iterations from scratch: mmdet writes fractions; at least half an AP point above the
+    # untrained model (about 0), and five times its AP
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
-        assert trained[key] > untrained['det'][key] + 0.015, (key, trained, untrained['det'])
+        assert trained[key] > untrained['det'][key] + 0.005, (key, trained, untrained['det'])
         assert trained[key] > 5 * untrained['det'][key], (key, trained, untrained['det'])
 
 

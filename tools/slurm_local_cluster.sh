@@ -56,7 +56,7 @@ SlurmdPort=$SLURMD_PORT
 CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$STATE/munge/munge.socket,cred_expire=10
+AuthInfo=socket=$STATE/munge/munge.socket,cred_expire=5
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=$STATE/ctld

@@ -165,6 +165,11 @@ class AttentionRecorder:
         self.model(images)
         self.stats.images += images.shape[0]
 
+    @property
+    def grid(self) -> Tuple[int, int]:
+        """The (h, w) patch grid of the last input analysed."""
+        return self._grid
+
     def uniform_distance(self) -> float:
         """The mean attention distance of uniform attention on the last grid analysed."""
         distances = self._distances_for(self._grid)

@@ -56,7 +56,7 @@ def analyse(subjects: Sequence[Subject], images: Optional[str] = None, max_image
             checkpoint=subject.checkpoint, experiment=subject.experiment, key=subject.key,
             task=subject.task, arm=subject.arm, cb=subject.cb, seed=subject.seed,
             arch=subject.backbone.get('arch'), images=recorder.stats.images, size=list(shape),
-            tokens=recorder._grid[0] * recorder._grid[1] + 1,
+            tokens=recorder.grid[0] * recorder.grid[1] + 1,
             uniform_distance=recorder.uniform_distance(),
             layers=[{name: means[name][layer] for name in STATISTICS}
                     for layer in range(recorder.stats.num_layers)]))

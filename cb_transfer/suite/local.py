@@ -1,5 +1,5 @@
 """The local executor (the embedded default): the unfinished runs on this machine, up to ``jobs`` at
-a time, each in a worker process with ``threads`` CPU threads.
+a time, each in a worker process with ``threads`` CPU threads (with ``jobs=1``, in this process).
 
 Each run goes through :func:`cb_transfer.suite.job.execute`, the same work a Slurm job does, and
 starts once the upstream run it depends on has finished. On a small CPU two single-threaded runs
@@ -20,7 +20,7 @@ import queue
 import shutil
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Dict, List, Optional
 
 from mmengine.hooks import Hook
@@ -81,11 +81,43 @@ class _ReportProgress(Hook):
             self.metric = f', {key} {float(metrics[key]):.3f}'
 
 
-def _start_worker(progress: multiprocessing.Queue, threads: int) -> None:
+def _start_worker(progress, threads: int) -> None:
+    """Where a worker's runs report progress, and how many CPU threads they use."""
     global _progress
     _progress = progress
     import torch
     torch.set_num_threads(threads)
+
+
+class _ShowAtOnce:
+    """Progress of a run in this process: straight to the board."""
+
+    def __init__(self, board: '_Board') -> None:
+        self.board = board
+
+    def put(self, message: tuple) -> None:
+        self.board.show(*message)
+
+
+class _InThisProcess:
+    """A pool of one, in this process (``jobs=1``): ``submit`` runs the run now."""
+
+    def __init__(self, progress: _ShowAtOnce, threads: int) -> None:
+        _start_worker(progress, threads)
+
+    def submit(self, fn, *args) -> Future:
+        future = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as err:
+            future.set_exception(err)
+        return future
+
+    def __enter__(self) -> '_InThisProcess':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
 
 
 def _work(run: PlannedRun, verbose: bool) -> dict:
@@ -150,15 +182,19 @@ def run_local(plan: Plan, console: Console, jobs: Optional[int] = None,
     if not todo:
         return []
     board = _Board(console, {r.name: max_iters(r) for r in todo})
-    console.line(f'{len(todo)} runs to go, {jobs} at a time, {threads} thread'
-                 f'{"s" * (threads > 1)} each')
+    console.line(f'{len(todo)} run{"s" * (len(todo) != 1)} to go, {jobs} at a time, '
+                 f'{threads} thread{"s" * (threads > 1)} each')
     numbers = {r.name: i for i, r in enumerate(todo, 1)}
     label = {r.name: f'[{numbers[r.name]}/{len(todo)}] {r.name}' for r in todo}
     waiting, running, failed, started = list(todo), {}, [], {}
-    context = multiprocessing.get_context('spawn')
-    progress = context.Queue()
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
-                             initargs=(progress, threads)) as pool:
+    if jobs == 1:  # no worker to start: each run here, in turn, its progress shown at once
+        progress, pool = None, _InThisProcess(_ShowAtOnce(board), threads)
+    else:
+        context = multiprocessing.get_context('spawn')
+        progress = context.Queue()
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                   initializer=_start_worker, initargs=(progress, threads))
+    with pool:
         while waiting or running:
             for run in list(waiting):
                 upstream = plan.upstream_of(run)
@@ -169,7 +205,7 @@ def run_local(plan: Plan, console: Console, jobs: Optional[int] = None,
                                  'failed')
                 elif len(running) < jobs and (upstream is None or is_done(upstream)):
                     waiting.remove(run)
-                    console.line(f'{label[run.name]}: {_start_note(run, verbose)}')
+                    console.line(f'{label[run.name]}: {_prepare(run, verbose)}')
                     running[pool.submit(_work, run, verbose)] = run
                     started[run.name] = time.time()
                     board.begin(run.name, label[run.name])
@@ -192,9 +228,9 @@ def run_local(plan: Plan, console: Console, jobs: Optional[int] = None,
     return failed
 
 
-def _start_note(run: PlannedRun, verbose: bool) -> str:
-    """Where the run starts (and why a newer checkpoint was passed over); clears the work dir of
-    a run that died before its first checkpoint."""
+def _prepare(run: PlannedRun, verbose: bool) -> str:
+    """Clear the work dir of a run that died before its first checkpoint; say where the run
+    starts (and why a newer checkpoint was passed over)."""
     checkpoint, skipped = find_resumable_checkpoint(run.work_dir)
     if checkpoint is None and run.work_dir.exists():
         shutil.rmtree(run.work_dir)
@@ -204,8 +240,8 @@ def _start_note(run: PlannedRun, verbose: bool) -> str:
     return note + ('' if verbose else f', log: {run.work_dir / RUN_LOG}')
 
 
-def _drain(progress: multiprocessing.Queue, board: _Board) -> None:
-    while True:
+def _drain(progress: Optional[multiprocessing.Queue], board: _Board) -> None:
+    while progress is not None:
         try:
             board.show(*progress.get_nowait())
         except queue.Empty:
