@@ -44,10 +44,15 @@ def _finish(root: Path, params: dict) -> Path:
     return root
 
 
-def _start(root: Path) -> None:
+def _already_made(root: Path, params: dict) -> bool:
+    """Whether ``root`` holds a complete set made with ``params``; if not, it is cleared for a
+    new one (a set interrupted half-way, or made with other parameters, is written again)."""
+    if _complete(root, params):
+        return True
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
+    return False
 
 
 def _paint(rng: np.random.Generator, canvas: np.ndarray, mask: np.ndarray, colour: np.ndarray):
@@ -115,9 +120,8 @@ def make_ade20k(root: str, num_train: int = 64, num_val: int = 16, size: int = 6
     root = Path(root)
     params = dict(layout='ade20k', version=GENERATOR_VERSION, num_train=num_train,
                   num_val=num_val, size=size, seed=seed)
-    if _complete(root, params):
+    if _already_made(root, params):
         return root
-    _start(root)
     rng = np.random.default_rng(seed)
     for split, count in (('training', num_train), ('validation', num_val)):
         (root / 'images' / split).mkdir(parents=True)
@@ -145,9 +149,8 @@ def make_imagenet(root: str, num_train: int = 512, num_val: int = 128, size: int
     root = Path(root)
     params = dict(layout='imagenet', version=GENERATOR_VERSION, num_train=num_train,
                   num_val=num_val, size=size, seed=seed)
-    if _complete(root, params):
+    if _already_made(root, params):
         return root
-    _start(root)
     (root / 'meta').mkdir()
     rng = np.random.default_rng(seed)
     for split, count in (('train', num_train), ('val', num_val)):
@@ -187,9 +190,8 @@ def make_coco(root: str, num_train: int = 64, num_val: int = 16, size: int = 128
     root = Path(root)
     params = dict(layout='coco', version=GENERATOR_VERSION, num_train=num_train,
                   num_val=num_val, size=size, seed=seed, classes=list(classes))
-    if _complete(root, params):
+    if _already_made(root, params):
         return root
-    _start(root)
     (root / 'annotations').mkdir()
     rng = np.random.default_rng(seed)
     categories = [dict(id=i + 1, name=name, supercategory='shape')
