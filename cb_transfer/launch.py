@@ -1,8 +1,8 @@
 """Training and testing entry points behind ``tools/train.py`` and ``tools/test.py``.
 
-One code path for segmentation and detection: the config's ``default_scope`` (``mmseg`` or
-``mmdet``, set by the base configs it inherits) decides which registries the Runner uses. The
-suite (``cb_transfer.suite``) calls these same functions.
+One code path for classification, segmentation and detection: the config's ``default_scope``
+(``mmpretrain``, ``mmseg`` or ``mmdet``, set by the base configs it inherits) decides which
+registries the Runner uses. The suite (``cb_transfer.suite``) calls these same functions.
 
 On a machine without CUDA, a distributed launch (``--launcher pytorch`` under torchrun, or
 ``--launcher slurm`` under srun) runs on the gloo backend: mmengine's own set-up calls
