@@ -63,6 +63,17 @@ def analyse(subjects: Sequence[Subject], images: Optional[str] = None, max_image
     return dict(definitions=DEFINITIONS, checkpoints=results)
 
 
+TASK_ORDER = {'classification': 0, 'segmentation': 1, 'detection': 2}
+
+
+def _experiments(entries: List[dict]) -> List[str]:
+    """The rows in the tables' order: upstream first, then segmentation, detection."""
+    first = {}
+    for entry in entries:
+        first.setdefault(entry['experiment'], TASK_ORDER.get(entry['task'], 3))
+    return sorted(first, key=lambda e: (first[e], e))
+
+
 def _head_means(entry: dict, name: str) -> List[float]:
     """Per layer, the mean over heads."""
     return [statistics.fmean(layer[name]) for layer in entry['layers']]
@@ -84,7 +95,7 @@ def summary_markdown(results: dict) -> str:
     lines = ['Attention statistics, per layer (mean over heads; mean ± std over seeds/checkpoints, '
              'n per arm in the heading). Definitions:', '']
     lines += [f'- **{k}**: {v}' for k, v in results['definitions'].items()]
-    for experiment in dict.fromkeys(e['experiment'] for e in entries):
+    for experiment in _experiments(entries):
         rows = [e for e in entries if e['experiment'] == experiment]
         arms = {arm: [e for e in rows if e['arm'] == arm] for arm in ('plain', '+CB')}
         sample = rows[0]
@@ -111,7 +122,7 @@ def plot(results: dict, path: Path) -> List[Path]:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     entries = results['checkpoints']
-    experiments = list(dict.fromkeys(e['experiment'] for e in entries))
+    experiments = _experiments(entries)
     panels = (('entropy', 'normalised entropy H / log N', lambda e: 1.0),
               ('distance', 'mean attention distance (px)', lambda e: e['uniform_distance']),
               ('nmi', 'query dependence (NMI)', lambda e: 0.0))
