@@ -28,7 +28,8 @@ class Console:
         self.stream = stream
         self.tty = stream.isatty()
         self.interval = interval
-        self._last_update = 0.0
+        # the first line after one interval: estimates made in the first seconds are start-up
+        self._last_update = time.monotonic()
         self._open_line = False
 
     def line(self, text: str) -> None:
