@@ -1,26 +1,30 @@
-"""``type='cb_transfer.X'`` resolves inside mmseg's and mmdet's scopes with no import written."""
-import pytest
+"""``type='cb_transfer.X'`` resolves inside mmseg's, mmdet's and mmpretrain's scopes with no
+import written."""
 from conftest import run_python
 
 
-@pytest.mark.parametrize('scope', ['mmseg', 'mmdet'])
-def test_scoped_type_resolves_without_import(scope):
-    proc = run_python(f'''
+def test_scoped_type_resolves_without_import():
+    """A fresh interpreter: in mmseg's scope, mmengine imports cb_transfer by itself (through
+    ``cb_transfer.registry``); mmdet's and mmpretrain's scopes then find the same types through
+    the same child registries."""
+    proc = run_python('''
         import sys
         from mmengine.registry import init_default_scope
-        from {scope}.registry import MODELS
-        init_default_scope('{scope}')
         assert 'cb_transfer' not in sys.modules
-        module = MODELS.build(dict(type='cb_transfer.ContextBroadcasting'))
-        assert 'cb_transfer' in sys.modules  # imported by mmengine through cb_transfer.registry
-        print(type(module).__module__, type(module).__name__)
-        vit = MODELS.build(dict(type='cb_transfer.ViT', arch='deit_tiny_patch16_224', depth=2,
-                                cb=True))
-        print(type(vit).__module__, type(vit).__name__, vit.num_layers, vit.cb)
+        for scope in ('mmseg', 'mmdet', 'mmpretrain'):
+            MODELS = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+            init_default_scope(scope)
+            module = MODELS.build(dict(type='cb_transfer.ContextBroadcasting'))
+            assert 'cb_transfer' in sys.modules  # imported by mmengine, never by this code
+            vit = MODELS.build(dict(type='cb_transfer.ViT', arch='deit_tiny_patch16_224',
+                                    depth=2, cb=True))
+            print(scope, type(module).__module__, type(module).__name__, type(vit).__module__,
+                  type(vit).__name__, vit.num_layers, vit.cb)
     ''')
-    assert proc.stdout.split() == ['cb_transfer.models.context_broadcasting',
-                                   'ContextBroadcasting', 'cb_transfer.models.vit', 'ViT', '2',
-                                   'True']
+    lines = [line.split() for line in proc.stdout.splitlines()[-3:]]
+    for scope, line in zip(('mmseg', 'mmdet', 'mmpretrain'), lines):
+        assert line == [scope, 'cb_transfer.models.context_broadcasting', 'ContextBroadcasting',
+                        'cb_transfer.models.vit', 'ViT', '2', 'True']
 
 
 def test_custom_imports_registers_everything(tmp_path):

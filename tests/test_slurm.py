@@ -19,7 +19,7 @@ from unittest import mock
 
 import pytest
 import torch
-from conftest import REPO, reduced_suite, run_suite, suite_command
+from conftest import REPO, reduced_suite, suite_command
 
 from cb_transfer.suite import main as suite_main
 
@@ -66,7 +66,8 @@ def wait_until(condition, what: str, timeout: float = 300):
 
 
 def in_process(args: list, cwd: Path, env: dict) -> str:
-    """``cb-run-suite ARGS`` in this process, for what trains nothing (dry run, status)."""
+    """``cb-run-suite ARGS`` in this process (no interpreter to start), for what trains nothing
+    here: dry runs, submissions, status, waiting on the jobs."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     here = os.getcwd()
@@ -98,9 +99,9 @@ def scenario(cluster, local_suite):
     out.dry_run = in_process(submit[2:] + ['--dry-run'], cwd, cluster)
     out.dry_run_wrote = work_dir.exists()
     out.times.append(('first', time.time()))
-    out.first = run_suite(submit, cwd, cluster).stdout
+    out.first = in_process(submit[2:], cwd, cluster)
     out.times.append(('second', time.time()))
-    out.second = run_suite(submit, cwd, cluster).stdout
+    out.second = in_process(submit[2:], cwd, cluster)
 
     out.times.append(('requeued', time.time()))
     requeued = work_dir / REQUEUED
@@ -129,7 +130,7 @@ def scenario(cluster, local_suite):
     out.times.append(('status', time.time()))
     out.status = in_process(submit[2:] + ['--status'], cwd, cluster)
     out.times.append(('third', time.time()))
-    out.third = run_suite(submit + ['--wait'], cwd, cluster).stdout
+    out.third = in_process(submit[2:] + ['--wait'], cwd, cluster)
     out.times.append(('end', time.time()))
     (cwd / 'slurm_scenario.txt').write_text('\n\n'.join(
         f'== {k}\n{v}' for k, v in vars(out).items()))  # for reading when a test fails

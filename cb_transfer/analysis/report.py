@@ -27,7 +27,7 @@ def analyse(subjects: Sequence[Subject], images: Optional[str] = None, max_image
     or else the validation split of each subject's own config."""
     from tqdm import tqdm
     results = []
-    files_by_config: Dict[int, List[str]] = {}
+    files_by_data: Dict[str, List[str]] = {}
     for row in group(subjects):  # rows whose labels coincide are numbered apart
         for subject in row.subjects:
             subject.experiment = row.experiment
@@ -37,11 +37,13 @@ def analyse(subjects: Sequence[Subject], images: Optional[str] = None, max_image
         shape = tuple(size) if size else default_size(subject, patch)
         if images:
             files = image_files(images, max_images)
-        elif subject.config:
-            key = id(subject.config.get('val_dataloader'))
-            if key not in files_by_config:
-                files_by_config[key] = dataset_images(subject.config, max_images)
-            files = files_by_config[key]
+        elif subject.config:  # the runs of one row (and often of one task) share a data set
+            key = json.dumps([subject.config.get('default_scope'),
+                              (subject.config.get('val_dataloader') or {}).get('dataset')],
+                             sort_keys=True, default=str)
+            if key not in files_by_data:
+                files_by_data[key] = dataset_images(subject.config, max_images)
+            files = files_by_data[key]
         else:
             raise ValueError(f"'{subject.checkpoint}' carries no config to take images from; "
                              'give a folder of images (--images)')

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -43,7 +44,9 @@ def read_checkpoint(path: str):
         from safetensors.torch import load_file
         return load_file(str(file), device='cpu')
     try:
-        return torch.load(file, map_location='cpu', weights_only=True)
+        # memory-mapped: the tensors a caller does not use (an optimizer's state) are never read
+        return torch.load(file, map_location='cpu', weights_only=True,
+                          mmap=zipfile.is_zipfile(file))
     except pickle.UnpicklingError as err:
         raise RuntimeError(
             f"refused to load '{path}' ({CONFIG_KEY}): it holds Python objects that torch's "
