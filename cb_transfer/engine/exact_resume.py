@@ -48,6 +48,20 @@ class _RestoreAfterSkip:
         return getattr(self.iterator, name)
 
 
+def _unit(loop) -> str:
+    return 'iteration' if isinstance(loop, IterBasedTrainLoop) else 'epoch'
+
+
+def _evaluation_point(loop) -> bool:
+    """Whether the train loop validates after the iteration (or epoch) it stands at, by the
+    rule of mmengine's loops."""
+    if not hasattr(loop, 'val_begin'):  # a loop of another kind
+        return False
+    iterations = isinstance(loop, IterBasedTrainLoop)
+    step, end = (loop.iter, loop.max_iters) if iterations else (loop.epoch, loop.max_epochs)
+    return step >= loop.val_begin and (step % loop.val_interval == 0 or step == end)
+
+
 @HOOKS.register_module()
 class ExactResumeHook(Hook):
     """Save the random generators' state in each checkpoint and restore it on resume.
@@ -64,6 +78,12 @@ class ExactResumeHook(Hook):
     after saving and the resumed run does not repeat, draws numbers too (a data loader takes its
     seed from torch's generator), so the hook gives it its own stream: the training state is put
     back when validation ends.
+
+    mmengine saves a checkpoint before the validation of the same iteration (or epoch), so a run
+    killed in between resumes past a validation it never finished, and its log would end with an
+    older one (at the last iteration, the run has no next one to log). A run resumed at an
+    evaluation point therefore validates there first (a repeat where the interrupted run got
+    that far: the same weights, the same numbers).
     """
 
     priority = 'VERY_LOW'
@@ -89,9 +109,15 @@ class ExactResumeHook(Hook):
 
     def before_train(self, runner) -> None:
         state, self._pending = self._pending, None
-        if state is None or runner.iter == 0:
+        if runner.iter == 0:  # not a resumed run
             return
         loop = runner.train_loop
+        if _evaluation_point(loop) and runner.val_loop is not None:
+            print_log(f'validating at the resumed {_unit(loop)} first: the interrupted run saved '
+                      'its checkpoint before this validation', logger='current')
+            runner.val_loop.run()
+        if state is None:
+            return
         if isinstance(loop, IterBasedTrainLoop):
             loop.dataloader_iterator = _RestoreAfterSkip(loop.dataloader_iterator, runner.iter,
                                                          state)
