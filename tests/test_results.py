@@ -10,6 +10,7 @@ from scipy import stats
 from cb_transfer.results import build_table, collect_runs, gain, paired_gain, summarize
 from cb_transfer.results import unpaired_gain
 from cb_transfer.results.cli import main as tabulate
+from cb_transfer.results.outputs import write_suite_outputs
 
 # ---------------------------------------------------------------- statistics against scipy
 
@@ -225,6 +226,17 @@ def test_runs_without_evaluation_or_unfinished_are_listed_not_tabulated(tmp_path
     notes = '\n'.join(table.notes)
     assert 'no_eval (no evaluation logged)' in notes
     assert 'killed (trained to iteration 600 of 1000)' in notes
+
+
+def test_a_suite_leaves_its_unfinished_runs_out_of_the_table(tmp_path):
+    """A run the suite has not recorded as done (killed between its last checkpoint and its last
+    evaluation, say) is listed, never tabulated with what its log held so far."""
+    write_run(tmp_path / 'done', config(), {1000: dict(mIoU=40.0)})
+    write_run(tmp_path / 'killed', config(seed=1), {500: dict(mIoU=20.0)})
+    written, tabulated = write_suite_outputs(tmp_path, pending=['killed'])
+    (row,) = json.loads(written['results.json'].read_text())
+    assert tabulated and row['plain_n'] == 1 and row['plain_mean'] == 40.0
+    assert 'Not finished (1), not in the table:\n- killed' in written['results.md'].read_text()
 
 
 def test_nan_is_flagged_and_left_out(tmp_path):

@@ -18,7 +18,9 @@ def write_suite_outputs(root: Path, pending: Sequence[str] = (),
     Returns:
         ({file name: path}, whether any row has a number).
     """
-    table = build_table(*collect_runs([root]))
+    runs, problems = collect_runs([root])
+    unfinished = {root / name for name in pending}  # whatever their logs hold so far
+    table = build_table([run for run in runs if Path(run.path) not in unfinished], problems)
     markdown = to_markdown(table, reference=True)
     if pending:
         markdown += (f'\nNot finished ({len(pending)}), not in the table:\n'
