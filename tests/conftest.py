@@ -1,6 +1,6 @@
 """Shared helpers and the expensive end-to-end runs that several test files read.
 
-``local_suite`` runs the default suite, reduced (pretraining for 2 epochs, fine-tuning for 60 and
+``local_suite`` runs the default suite, reduced (pretraining for 2 epochs, fine-tuning for 40 and
 20 iterations, two seeds), once per session through ``tools/run_suite.py``; the suite, upstream,
 report, attention and Slurm tests all read its work dir.
 """
@@ -24,13 +24,14 @@ SEG = [f'{SMOKE}/upernet_vit-tiny-p8{cb}_1xb4-240iter_smoke-ade20k-64x64.py' for
 DET = [f'{SMOKE}/mask-rcnn_vit-tiny-p8{cb}_fpn_1xb4-240iter_smoke-coco-128x128.py'
        for cb in ('', '-cb')]
 # The default suite with short schedules; every executor runs it with these options.
+SEG_ITERS = 40  # the fine-tuning runs that get interrupted: a checkpoint every 10 iterations
 REDUCED = '''
 _base_ = {smoke!r}
 seeds = [0, 1]
 _up_short = {{'train_cfg.max_epochs': 2, 'train_cfg.val_interval': 1,
               'default_hooks.checkpoint.interval': 1, 'param_scheduler.1.end': 2}}
-_seg_short = {{'train_cfg.max_iters': 60, 'train_cfg.val_interval': 30,
-               'default_hooks.checkpoint.interval': 10, 'param_scheduler.1.end': 60,
+_seg_short = {{'train_cfg.max_iters': {seg_iters}, 'train_cfg.val_interval': {seg_val},
+               'default_hooks.checkpoint.interval': 10, 'param_scheduler.1.end': {seg_iters},
                'default_hooks.checkpoint.max_keep_ckpts': 6}}
 _det_short = {{'train_cfg.max_iters': 20, 'train_cfg.val_interval': 20,
                'default_hooks.checkpoint.interval': 20, 'param_scheduler.1.end': 20,
@@ -66,7 +67,8 @@ def reduced_suite(directory: Path, name: str = 'reduced', detection: bool = True
     """Write the reduced default suite (segmentation only without ``detection``)."""
     text = REDUCED.format(smoke=str(REPO / 'configs' / 'suites' / 'smoke.py'),
                           up0=UPSTREAM[0], up1=UPSTREAM[1], seg0=SEG[0], seg1=SEG[1],
-                          det0=DET[0], det1=DET[1])
+                          det0=DET[0], det1=DET[1], seg_iters=SEG_ITERS,
+                          seg_val=SEG_ITERS // 2)
     if not detection:
         text += f"downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='vit_tiny')]\n"
     path = directory / f'{name}.py'

@@ -2,9 +2,10 @@
 tools/slurm_local_cluster.sh (as root, loopback only) and taken down after the tests.
 
 One scenario, shared by the tests below: the reduced suite (pretraining, then UPerNet, one seed)
-submitted at once; submitted again while queued; the plain fine-tuning job requeued with
-``scontrol requeue`` after its first checkpoint; while a ``--wait`` blocks, the +CB one killed for
-good with ``scancel``; ``--status``; a third submission, which reruns only the killed run.
+submitted at once; submitted again while queued; while a ``--wait`` blocks, the +CB fine-tuning
+job killed for good with ``scancel`` as soon as it runs, and the plain one requeued with
+``scontrol requeue`` after its first checkpoint; ``--status``; a third submission, which reruns
+only the killed run.
 """
 import json
 import os
@@ -19,7 +20,7 @@ from unittest import mock
 
 import pytest
 import torch
-from conftest import REPO, reduced_suite, suite_command
+from conftest import REPO, SEG_ITERS, reduced_suite, suite_command
 
 from cb_transfer.suite import main as suite_main
 
@@ -103,6 +104,17 @@ def scenario(cluster, local_suite):
     out.times.append(('second', time.time()))
     out.second = in_process(submit[2:], cwd, cluster)
 
+    # while a --wait blocks, one fine-tuning job is killed for good as soon as it runs (long
+    # before it could finish, however fast the machine), the other requeued part-way
+    waiting = subprocess.Popen(submit + ['--wait'], cwd=cwd, env={**os.environ, **cluster},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = work_dir / KILLED
+    wait_until(lambda: job_ids(killed) and scontrol(job_ids(killed)[-1], cluster).get(
+        'JobState') == 'RUNNING' and list(killed.glob('slurm/*_log.out')), f'{KILLED} to run')
+    out.times.append(('killed_job', time.time()))
+    out.killed_job = job_ids(killed)[-1]
+    subprocess.run(['scancel', out.killed_job], env={**os.environ, **cluster}, check=True)
+
     out.times.append(('requeued', time.time()))
     requeued = work_dir / REQUEUED
     marker = requeued / 'last_checkpoint'  # written once iter_10.pth is whole
@@ -114,17 +126,6 @@ def scenario(cluster, local_suite):
                          capture_output=True).returncode != 0:  # "pending execution" at first
         assert time.time() < deadline
         time.sleep(0.5)
-
-    out.times.append(('step', time.time()))
-    # while a --wait blocks, another job is killed for good
-    waiting = subprocess.Popen(submit + ['--wait'], cwd=cwd, env={**os.environ, **cluster},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    killed = work_dir / KILLED
-    wait_until(lambda: job_ids(killed) and scontrol(job_ids(killed)[-1], cluster).get(
-        'JobState') == 'RUNNING' and list(killed.glob('slurm/*_log.out')), f'{KILLED} to run')
-    out.times.append(('killed_job', time.time()))
-    out.killed_job = job_ids(killed)[-1]
-    subprocess.run(['scancel', out.killed_job], env={**os.environ, **cluster}, check=True)
     out.waited, out.waited_stderr = waiting.communicate(timeout=600)
     out.waited_code = waiting.returncode
     out.times.append(('status', time.time()))
@@ -177,9 +178,10 @@ def test_a_requeued_job_resumes_to_the_weights_of_an_uninterrupted_run(scenario,
     # before the end
     assert 'restart 1' in log
     resumed_at = int(re.search(r'resumed epoch: 0, iter: (\d+)', log).group(1))
-    assert 10 <= resumed_at < 60
-    resumed = torch.load(run / 'iter_60.pth')['state_dict']
-    uninterrupted = torch.load(local_suite.work_dir / REQUEUED / 'iter_60.pth')['state_dict']
+    assert 10 <= resumed_at < SEG_ITERS
+    resumed = torch.load(run / f'iter_{SEG_ITERS}.pth')['state_dict']
+    uninterrupted = torch.load(local_suite.work_dir / REQUEUED / f'iter_{SEG_ITERS}.pth'
+                               )['state_dict']
     assert resumed.keys() == uninterrupted.keys()
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
 

@@ -10,81 +10,69 @@ import os
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
-from smoke_helpers import (DET, REPO, SEG, SITE, command, metrics_of_test, run, run_killed_after,
-                           scalars, schedule)
+from smoke_helpers import (DET, REPO, SEG, SITE, command, finish, kill_after, metrics_of_test,
+                           scalars, schedule, side_by_side)
 
 TRAIN, TEST = REPO / 'tools' / 'train.py', REPO / 'tools' / 'test.py'
 MMSEG_TRAIN = SITE / 'mmseg' / '.mim' / 'tools' / 'train.py'
 MMDET_TRAIN = SITE / 'mmdet' / '.mim' / 'tools' / 'train.py'
 SEG_ITERS, SEG_EVERY = 60, 30
 DET_ITERS, DET_EVERY = 60, 30
+SEG_SCHEDULE = schedule(SEG_ITERS, SEG_EVERY)
+UNTRAINED = [sys.executable, '-c', (
+    'import json\n'
+    'from cb_transfer.launch import load_config, build_runner\n'
+    f'for name, config in (("seg", {str(SEG)!r}), ("det", {str(DET)!r})):\n'
+    '    cfg = load_config(config, work_dir="untrained_" + name)\n'
+    '    print("METRICS", name, json.dumps(build_runner(cfg).test(), default=float))\n')]
 
 
 @pytest.fixture(scope='module')
-def cwd(smoke_cwd):
-    return smoke_cwd
+def runs(smoke_cwd) -> SimpleNamespace:
+    """Every run the tests below check, side by side (one thread each, so that both cores
+    work), each started as soon as what it needs is there:
 
+    - both configs' freshly initialised models, evaluated by the same Runner (one process);
+    - ``seg``: the segmentation config trained by tools/train.py;
+    - ``det``: the detection config trained by the train script that ships inside mmdet, which
+      runs our config unchanged;
+    - ``killed``: the segmentation config trained by the train script that ships inside mmseg,
+      killed (SIGKILL) after its first checkpoint, then resumed by the same script;
+    - ``truncated``: a copy of ``seg`` whose last checkpoint is cut short, as a run killed while
+      saving (or a full disk) leaves it, resumed by tools/train.py;
+    - ``tested``: tools/test.py on ``seg``'s last checkpoint.
+    """
+    cwd = smoke_cwd
+    out = SimpleNamespace(**{name: cwd / f'tools_{name}' for name in (
+        'seg', 'det', 'killed', 'truncated', 'tested')})
+    with side_by_side(cwd) as start:
+        untrained = start(UNTRAINED)
+        seg = start(command(TRAIN, SEG, out.seg, cfg_options=SEG_SCHEDULE))
+        det = start(command(MMDET_TRAIN, DET, out.det, cfg_options=schedule(DET_ITERS, DET_EVERY)))
+        killed = start(command(MMSEG_TRAIN, SEG, out.killed, cfg_options=SEG_SCHEDULE))
+        kill_after(killed, out.killed, f'iter_{SEG_EVERY}.pth')
+        out.left_by_the_kill = sorted(p.name for p in out.killed.glob('iter_*.pth'))
+        resumed = start(command(MMSEG_TRAIN, SEG, out.killed, '--resume', cfg_options=SEG_SCHEDULE))
 
-@pytest.fixture(scope='module')
-def untrained(cwd) -> dict:
-    """Both configs' freshly initialised models, evaluated by the same Runner, in one process."""
-    proc = run([sys.executable, '-c', (
-        'import json\n'
-        'from cb_transfer.launch import load_config, build_runner\n'
-        f'for name, config in (("seg", {str(SEG)!r}), ("det", {str(DET)!r})):\n'
-        '    cfg = load_config(config, work_dir="untrained_" + name)\n'
-        '    print("METRICS", name, json.dumps(build_runner(cfg).test(), default=float))\n')],
-        cwd=cwd)
-    return {line.split()[1]: json.loads(line.split(' ', 2)[2])
-            for line in proc.stdout.splitlines() if line.startswith('METRICS')}
+        finish(seg)
+        shutil.copytree(out.seg, out.truncated)
+        out.cut = out.truncated / f'iter_{SEG_ITERS}.pth'
+        out.cut.write_bytes(out.cut.read_bytes()[:100_000])
+        truncated = start(command(TRAIN, SEG, out.truncated, '--resume', cfg_options=SEG_SCHEDULE))
+        tested = start([sys.executable, str(TEST), str(SEG), str(out.seg / f'iter_{SEG_ITERS}.pth'),
+                        '--work-dir', str(out.tested)])
 
-
-@pytest.fixture(scope='module')
-def seg_run(cwd):
-    work_dir = cwd / 'seg'
-    run(command(TRAIN, SEG, work_dir, cfg_options=schedule(SEG_ITERS, SEG_EVERY)), cwd)
-    return work_dir
-
-
-@pytest.fixture(scope='module')
-def det_run(cwd):
-    """Trained by the train script that ships inside mmdet, which runs our config unchanged."""
-    work_dir = cwd / 'det'
-    run(command(MMDET_TRAIN, DET, work_dir, cfg_options=schedule(DET_ITERS, DET_EVERY)), cwd)
-    return work_dir
-
-
-def test_seg_trains_evaluates_and_beats_an_untrained_model(seg_run, untrained):
-    evals = scalars(seg_run)
-    assert sorted(evals) == [SEG_EVERY, SEG_ITERS]
-    assert (seg_run / f'iter_{SEG_ITERS}.pth').exists()
-    trained = evals[SEG_ITERS]['mIoU']
-    assert trained > untrained['seg']['mIoU'] + 20, (trained, untrained['seg'])
-
-
-def test_det_trains_with_mmdet_own_script_and_beats_an_untrained_model(det_run, untrained):
-    evals = scalars(det_run)
-    assert sorted(evals) == [DET_EVERY, DET_ITERS]
-    trained = evals[DET_ITERS]
-    # 60 iterations from scratch: mmdet writes fractions; at least half an AP point above the
-    # untrained model (about 0), and five times its AP
-    for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
-        assert trained[key] > untrained['det'][key] + 0.005, (key, trained, untrained['det'])
-        assert trained[key] > 5 * untrained['det'][key], (key, trained, untrained['det'])
-
-
-def test_test_tool_reproduces_the_last_evaluation(seg_run, cwd):
-    """tools/test.py on the last checkpoint; the suite's in-process test step is checked for
-    every task below."""
-    work_dir = cwd / 'seg_test'
-    run([sys.executable, str(TEST), str(SEG), str(seg_run / f'iter_{SEG_ITERS}.pth'),
-         '--work-dir', str(work_dir)], cwd)
-    tested, validated = metrics_of_test(work_dir), scalars(seg_run)[SEG_ITERS]
-    for key in ('mIoU', 'aAcc'):
-        assert tested[key] == pytest.approx(validated[key]), key
+        out.untrained = {line.split()[1]: json.loads(line.split(' ', 2)[2])
+                         for line in finish(untrained).stdout.splitlines()
+                         if line.startswith('METRICS')}
+        finish(det), finish(resumed), finish(tested)
+        resumed_truncated = finish(truncated)
+        out.truncated_log = resumed_truncated.stdout + resumed_truncated.stderr
+    return out
 
 
 def state_dict(path):
@@ -97,44 +85,58 @@ def assert_same_weights(a: dict, b: dict):
         assert torch.equal(a[key], b[key]), key
 
 
-def test_killed_run_resumed_with_mmseg_own_script_equals_uninterrupted(seg_run, cwd):
+def test_seg_trains_evaluates_and_beats_an_untrained_model(runs):
+    evals = scalars(runs.seg)
+    assert sorted(evals) == [SEG_EVERY, SEG_ITERS]
+    assert (runs.seg / f'iter_{SEG_ITERS}.pth').exists()
+    trained = evals[SEG_ITERS]['mIoU']
+    assert trained > runs.untrained['seg']['mIoU'] + 20, (trained, runs.untrained['seg'])
+
+
+def test_det_trains_with_mmdet_own_script_and_beats_an_untrained_model(runs):
+    evals = scalars(runs.det)
+    assert sorted(evals) == [DET_EVERY, DET_ITERS]
+    trained, untrained = evals[DET_ITERS], runs.untrained['det']
+    # 60 iterations from scratch: mmdet writes fractions; at least half an AP point above the
+    # untrained model (about 0), and five times its AP
+    for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
+        assert trained[key] > untrained[key] + 0.005, (key, trained, untrained)
+        assert trained[key] > 5 * untrained[key], (key, trained, untrained)
+
+
+def test_test_tool_reproduces_the_last_evaluation(runs):
+    """tools/test.py on the last checkpoint; the suite's in-process test step is checked for
+    every task below."""
+    tested, validated = metrics_of_test(runs.tested), scalars(runs.seg)[SEG_ITERS]
+    for key in ('mIoU', 'aAcc'):
+        assert tested[key] == pytest.approx(validated[key]), key
+
+
+def test_killed_run_resumed_with_mmseg_own_script_equals_uninterrupted(runs):
     """Killed after its first checkpoint, resumed by mmseg's shipped train script: the same
     weights and mIoU at the end as the uninterrupted run through tools/train.py."""
-    work_dir = cwd / 'seg_killed'
-    cmd = command(MMSEG_TRAIN, SEG, work_dir, cfg_options=schedule(SEG_ITERS, SEG_EVERY))
-    run_killed_after(cmd, cwd, work_dir, f'iter_{SEG_EVERY}.pth')
-    assert not (work_dir / f'iter_{SEG_ITERS}.pth').exists()
-    run(command(MMSEG_TRAIN, SEG, work_dir, '--resume',
-                cfg_options=schedule(SEG_ITERS, SEG_EVERY)), cwd)
-    assert_same_weights(state_dict(work_dir / f'iter_{SEG_ITERS}.pth'),
-                        state_dict(seg_run / f'iter_{SEG_ITERS}.pth'))
-    assert scalars(work_dir)[SEG_ITERS]['mIoU'] == scalars(seg_run)[SEG_ITERS]['mIoU']
+    assert runs.left_by_the_kill == [f'iter_{SEG_EVERY}.pth']
+    assert_same_weights(state_dict(runs.killed / f'iter_{SEG_ITERS}.pth'),
+                        state_dict(runs.seg / f'iter_{SEG_ITERS}.pth'))
+    assert scalars(runs.killed)[SEG_ITERS]['mIoU'] == scalars(runs.seg)[SEG_ITERS]['mIoU']
 
 
-def test_a_truncated_newest_checkpoint_is_passed_over_and_the_resume_is_still_exact(seg_run, cwd):
-    """As a run killed while saving (or a full disk) leaves it: tools/train.py --resume says which
-    file it skipped and why, resumes from the newest readable checkpoint, and ends with the
-    uninterrupted run's weights."""
-    work_dir = cwd / 'seg_truncated'
-    shutil.copytree(seg_run, work_dir)
-    newest = work_dir / f'iter_{SEG_ITERS}.pth'
-    newest.write_bytes(newest.read_bytes()[:100_000])
-    proc = run(command(TRAIN, SEG, work_dir, '--resume',
-                       cfg_options=schedule(SEG_ITERS, SEG_EVERY)), cwd)
-    log = proc.stdout + proc.stderr
-    assert f'resume: skipped {newest}: not a complete torch checkpoint' in log
-    assert f'resume: from {work_dir / f"iter_{SEG_EVERY}.pth"}' in log
-    assert f'resumed epoch: 0, iter: {SEG_EVERY}' in log
-    assert_same_weights(state_dict(newest), state_dict(seg_run / f'iter_{SEG_ITERS}.pth'))
+def test_a_truncated_newest_checkpoint_is_passed_over_and_the_resume_is_still_exact(runs):
+    """tools/train.py --resume says which file it skipped and why, resumes from the newest
+    readable checkpoint, and ends with the uninterrupted run's weights."""
+    assert f'resume: skipped {runs.cut}: not a complete torch checkpoint' in runs.truncated_log
+    assert f'resume: from {runs.truncated / f"iter_{SEG_EVERY}.pth"}' in runs.truncated_log
+    assert f'resumed epoch: 0, iter: {SEG_EVERY}' in runs.truncated_log
+    assert_same_weights(state_dict(runs.cut), state_dict(runs.seg / f'iter_{SEG_ITERS}.pth'))
 
 
-def test_two_gloo_processes_train_to_the_end(cwd):
-    work_dir = cwd / 'seg_gloo'
+def test_two_gloo_processes_train_to_the_end(smoke_cwd):
+    work_dir = smoke_cwd / 'tools_gloo'
     env = {**os.environ, 'GPUS': '2', 'PORT': '29517', 'PYTHON': sys.executable,
            'OMP_NUM_THREADS': '1'}
     cmd = ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(SEG), '--work-dir', str(work_dir),
            '--cfg-options', *schedule(30, 30)]
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=smoke_cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-6000:]
     log = proc.stdout + proc.stderr
     assert 'CPU distributed run (pytorch): gloo backend, rank 0 of 2' in log

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SEG, reduced_suite, run_suite, suite_command
+from conftest import REPO, SEG, SEG_ITERS, reduced_suite, run_suite, suite_command
 from mmengine.config import Config
 
 from cb_transfer.suite import main as suite_main
@@ -109,7 +109,8 @@ def test_the_console_is_quiet_and_each_run_log_holds_the_rest(local_suite):
             assert 'Average Precision  (AP) @[ IoU=0.50:0.95' in log
         if 'upernet' in run.parent.name:  # mmseg's warnings, every run its own
             assert "UserWarning: ``build_loss`` would be deprecated" in log
-    assert 'iter 60/60' in local_suite.console and 'suite left ~' in local_suite.console
+    assert f'iter {SEG_ITERS}/{SEG_ITERS}' in local_suite.console
+    assert 'suite left ~' in local_suite.console
 
 
 def run_suite_here(args, cwd, monkeypatch, capfd) -> tuple:
