@@ -23,9 +23,9 @@ _seg_schedule = {
     'default_hooks.checkpoint.interval': 60, 'param_scheduler.1.end': 120,
 }
 _det_schedule = {
-    'train_cfg.max_iters': 80, 'train_cfg.val_interval': 40,
-    'default_hooks.checkpoint.interval': 40, 'param_scheduler.1.end': 80,
-    'param_scheduler.1.milestones': [60],
+    'train_cfg.max_iters': 60, 'train_cfg.val_interval': 30,
+    'default_hooks.checkpoint.interval': 30, 'param_scheduler.1.end': 60,
+    'param_scheduler.1.milestones': [45],
 }
 cfg_options = {_seg[0]: _seg_schedule, _seg[1]: _seg_schedule,
                _det[0]: _det_schedule, _det[1]: _det_schedule}
