@@ -181,10 +181,10 @@ def setup(venv: Path, force: bool) -> None:
     if not py.exists():
         say(f'[1/6] creating the virtual environment {venv} (Python 3.11)')
         run('creating the virtual environment', [sys.executable, '-m', 'venv', venv], log)
-    # --no-compile: Python byte-compiles what it imports on first use; compiling every file of
-    # torch and the stack at install time was half of a set-up that finds the mmcv wheel cached
-    pip = [py, '-m', 'pip', 'install', '--disable-pip-version-check', '--no-compile', '-c',
-           CONSTRAINTS]
+    # Byte-compiled at install (pip's default), not left to the first import: where
+    # PYTHONDONTWRITEBYTECODE is set (as on this project's machines), nothing compiled at import
+    # is kept, and every process would compile torch and the stack again.
+    pip = [py, '-m', 'pip', 'install', '--disable-pip-version-check', '-c', CONSTRAINTS]
 
     say('[2/6] installing build tools and torch 2.13.0 (pinned, CPU build where no GPU)')
     run('installing build tools and torch', pip + ['setuptools', 'wheel', 'ninja', 'torch'], log)
