@@ -107,7 +107,7 @@ def ensure_mmcv_wheel(py: Path, log: Path) -> Path:
     cuda = not build.endswith('cpu')
     jobs = os.cpu_count() or 2
     say(f'building mmcv {MMCV_VERSION} with its compiled {"CUDA" if cuda else "CPU"} ops for '
-        f'{build}: this takes about 11 minutes on 2 cores (done once, then cached in {wheel_dir})')
+        f'{build}: this takes about 16 minutes on 2 cores (done once, then cached in {wheel_dir})')
     check_disk(cache_dir())
     start = time.time()
     with tempfile.TemporaryDirectory(prefix='mmcv-build-') as tmp:
