@@ -50,14 +50,19 @@ def start(cmd, cwd) -> subprocess.Popen:
     return proc
 
 
+def _kill(proc: subprocess.Popen) -> None:
+    """SIGKILL a started command's whole process group, if it still runs."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def finish(proc: subprocess.Popen, timeout=600) -> subprocess.CompletedProcess:
     """Wait for a started command; fail with its output if it fails."""
     try:
         proc.wait(timeout=timeout)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _kill(proc)
         texts = []
         for log in proc.logs:
             log.seek(0)
@@ -83,9 +88,7 @@ def side_by_side(cwd) -> Iterator:
         yield start_here
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            _kill(proc)
 
 
 def kill_after(proc: subprocess.Popen, work_dir: Path, checkpoint: str, timeout=600) -> None:
@@ -101,9 +104,7 @@ def kill_after(proc: subprocess.Popen, work_dir: Path, checkpoint: str, timeout=
                 pytest.fail(f'{proc.args} did not save {checkpoint} in {timeout} s')
             time.sleep(0.05)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        _kill(proc)
         for log in proc.logs:
             log.close()
     assert proc.returncode == -signal.SIGKILL, 'the run finished before it could be killed'

@@ -2,17 +2,14 @@
 console, resumable after an interruption, and a report."""
 import hashlib
 import json
-import os
 import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import REPO, SEG, SEG_ITERS, reduced_suite, run_suite, suite_command
 from mmengine.config import Config
+from smoke_helpers import kill_after, scalars, start
 
 from cb_transfer.suite import main as suite_main
 
@@ -77,12 +74,7 @@ def test_each_downstream_arm_starts_from_its_own_upstream_checkpoint(local_suite
 def test_the_table_equals_the_numbers_computed_by_hand_from_the_logs(local_suite):
     by_hand = {}
     for run in run_dirs(local_suite.work_dir, '*'):
-        evals = {}
-        for path in sorted(run.glob('*/vis_data/scalars.json')):
-            for line in path.read_text().splitlines():
-                record = json.loads(line)
-                if 'loss' not in record and not any(k.endswith('lr') for k in record):
-                    evals.setdefault(record['step'], {}).update(record)
+        evals = scalars(run)
         last = evals[max(evals)]
         arm = 'cb' if '-cb_' in run.parent.name else 'plain'
         for metric, scale in (('accuracy/top1', 1), ('mIoU', 1), ('coco/bbox_mAP', 100),
@@ -145,19 +137,8 @@ def test_an_interrupted_suite_resumes_to_the_same_numbers(local_suite, tmp_path)
         record['checkpoint'] = str(done.parent / Path(record['checkpoint']).name)
         done.write_text(json.dumps(record))
     cmd = suite_command(suite, work_dir, '--jobs', 1, '--threads', 1)  # in this process
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    marker = work_dir / 'two-stage' / Path(SEG[0]).stem / 'seed0' / 'last_checkpoint'
-    deadline = time.time() + 600
-    try:
-        while not (marker.exists() and marker.read_text().strip().endswith('iter_10.pth')):
-            assert proc.poll() is None, 'the suite ended before it could be interrupted'
-            assert time.time() < deadline
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_after(start(cmd, cwd), work_dir / 'two-stage' / Path(SEG[0]).stem / 'seed0',
+               'iter_10.pth')
     finished = run_dirs(work_dir, 'upstream')
     assert len(finished) == 2
     stamps = {p: (p / 'suite_done.json').stat().st_mtime_ns for p in finished}
