@@ -10,6 +10,7 @@ On a machine without CUDA, a distributed launch (``--launcher pytorch`` under to
 on CPU (SETUP_NOTES trap 4), so we start the process group ourselves and wrap without device ids.
 """
 import argparse
+import contextlib
 import itertools
 import logging
 import os
@@ -17,7 +18,7 @@ import os.path as osp
 import subprocess
 import sys
 import time
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -124,6 +125,38 @@ def _prepare_cpu_distributed(cfg: Config, launcher: str) -> None:
               f'{dist.get_world_size()}, SyncBN replaced by BN', logger='current')
 
 
+def rank() -> int:
+    """This process's rank in the process group (0 without one)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def barrier() -> None:
+    """Wait for every rank (nothing to wait for without a process group): what rank 0 wrote
+    before it is there for all after it."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def distributed_session() -> Iterator[None]:
+    """End the process group this process joined (ours on CPU, mmengine's on GPUs) when the
+    block ends: after a barrier when the block ended well, so that no rank leaves while another
+    still talks to it; at once after an error."""
+    ended_well = False
+    try:
+        yield
+        ended_well = True
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            if ended_well:
+                dist.barrier()
+            dist.destroy_process_group()
+
+
 _runners_built = itertools.count(1)
 
 
@@ -194,9 +227,10 @@ def main_train(argv: Optional[List[str]] = None) -> None:
     add_common_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    cfg = load_config(args.config, args.work_dir, args.cfg_options, args.launcher,
-                      pretrained=args.pretrained)
-    train(cfg, resume=args.resume, amp=args.amp)
+    with distributed_session():
+        cfg = load_config(args.config, args.work_dir, args.cfg_options, args.launcher,
+                          pretrained=args.pretrained)
+        train(cfg, resume=args.resume, amp=args.amp)
 
 
 def main_test(argv: Optional[List[str]] = None) -> None:
@@ -207,6 +241,7 @@ def main_test(argv: Optional[List[str]] = None) -> None:
     add_common_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    cfg = load_config(args.config, args.work_dir, args.cfg_options, args.launcher,
-                      pretrained=args.pretrained)
-    test(cfg, args.checkpoint)
+    with distributed_session():
+        cfg = load_config(args.config, args.work_dir, args.cfg_options, args.launcher,
+                          pretrained=args.pretrained)
+        test(cfg, args.checkpoint)

@@ -9,40 +9,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from mmengine.model import BaseModel
-from mmengine.runner import Runner, load_checkpoint
+from helpers import ToyRegressor, toy_runner
+from mmengine.runner import load_checkpoint
 
 import cb_transfer  # noqa: F401  (allowlists mmengine's checkpoint types)
 from cb_transfer.models import read_state_dict
 
 
-class ToyRegressor(BaseModel):
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(2, 1)
-
-    def forward(self, inputs, targets, mode='tensor'):
-        out = self.linear(inputs)
-        if mode == 'loss':
-            return dict(loss=((out - targets) ** 2).mean())
-        return out
-
-
-def make_runner(work_dir, max_iters, resume=False, load_from=None):
-    data = [dict(inputs=torch.tensor([i / 8, 1 - i / 8]), targets=torch.tensor([i / 4]))
-            for i in range(8)]
-    loader = dict(dataset=data, batch_size=2, collate_fn=dict(type='default_collate'),
-                  sampler=dict(type='DefaultSampler', shuffle=True))
-    return Runner(
-        model=ToyRegressor(), work_dir=str(work_dir), train_dataloader=loader,
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.05)),
-        param_scheduler=[dict(type='LinearLR', start_factor=0.1, by_epoch=False, end=2),
-                         dict(type='PolyLR', by_epoch=False, begin=2, end=max_iters)],
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=4, by_epoch=False),
-                           logger=dict(type='LoggerHook', interval=1)),
-        randomness=dict(seed=0), resume=resume, load_from=load_from,
-        experiment_name=f'toy_{max_iters}_{resume}')
+def make_runner(work_dir, max_iters, resume=False):
+    """A toy run whose checkpoints hold what mmengine's do: message hub, schedulers, optimizer."""
+    return toy_runner(work_dir, max_iters, save_every=4, resume=resume, param_scheduler=[
+        dict(type='LinearLR', start_factor=0.1, by_epoch=False, end=2),
+        dict(type='PolyLR', by_epoch=False, begin=2, end=max_iters)])
 
 
 def test_runner_checkpoint_resumes_with_weights_only_on(tmp_path):

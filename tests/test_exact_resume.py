@@ -1,43 +1,11 @@
 """ExactResumeHook on a toy Runner: a run killed between saving a checkpoint and validating
 resumes with that validation done, and the same numbers as a run never killed."""
-import itertools
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from mmengine.evaluator import BaseMetric
+from helpers import evaluations, toy_runner
 from mmengine.hooks import Hook
-from mmengine.model import BaseModel
-from mmengine.runner import Runner
-from torch import nn
-
-RUNS = itertools.count()
-
-
-class ToyRegressor(BaseModel):
-
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(2, 1)
-        self.drop = nn.Dropout(0.5)  # random draws in training, as augmentation and drop path
-
-    def forward(self, inputs, targets, mode='tensor'):
-        out = self.linear(self.drop(inputs))
-        if mode == 'loss':
-            return dict(loss=((out - targets) ** 2).mean())
-        return [dict(out=o, target=t) for o, t in zip(out, targets)]
-
-
-class SquaredError(BaseMetric):
-    default_prefix = 'toy'
-
-    def process(self, data_batch, data_samples):
-        self.results += [float((s['out'] - s['target']) ** 2) for s in data_samples]
-
-    def compute_metrics(self, results):
-        return dict(mse=sum(results) / len(results))
-
 
 class KilledBeforeValidating(Hook):
     """Ends the run where a kill between saving and validating would (mmengine saves iteration
@@ -52,33 +20,13 @@ class KilledBeforeValidating(Hook):
 
 
 def make_runner(work_dir: Path, resume=False, hooks=()):
-    data = [dict(inputs=torch.tensor([i / 8, 1 - i / 8]), targets=torch.tensor([i / 4]))
-            for i in range(8)]
-    loader = dict(dataset=data, batch_size=2, collate_fn=dict(type='default_collate'),
-                  sampler=dict(type='InfiniteSampler', shuffle=True))
-    torch.manual_seed(0)  # the model is built here, before the Runner seeds
-    return Runner(
-        model=ToyRegressor(), work_dir=str(work_dir), train_dataloader=loader,
-        val_dataloader={**loader, 'sampler': dict(type='DefaultSampler', shuffle=False)},
-        train_cfg=dict(by_epoch=False, max_iters=8, val_interval=4), val_cfg=dict(),
-        val_evaluator=[SquaredError()],
-        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.05)),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
-                           logger=dict(type='LoggerHook', log_metric_by_epoch=False)),
-        custom_hooks=[dict(type='cb_transfer.ExactResumeHook'), *hooks],
-        randomness=dict(seed=0), resume=resume,
-        experiment_name=f'toy_{next(RUNS)}')  # mmengine keeps one logger per name
+    return toy_runner(work_dir, max_iters=8, save_every=2, validate_every=4, dropout=0.5,
+                      hooks=hooks, resume=resume)
 
 
 def validations(work_dir: Path) -> dict:
     """Every validation logged under ``work_dir``, by iteration (later runs override)."""
-    out = {}
-    for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            if 'toy/mse' in record:
-                out[record['step']] = record['toy/mse']
-    return out
+    return {step: values['toy/mse'] for step, values in evaluations(work_dir).items()}
 
 
 @pytest.fixture(scope='module')

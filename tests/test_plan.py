@@ -2,7 +2,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SEG, UPSTREAM
+from helpers import DET, REPO, SEG, UPSTREAM
 
 from cb_transfer.suite.plan import SuiteError, load_plan
 
@@ -22,7 +22,8 @@ def test_two_stage_feeds_each_arm_from_its_own_upstream_run(tmp_path):
     plan = load_plan(write(tmp_path, UPSTREAM_BLOCK + f'''
 downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='tiny')]
 seeds = [0, 1]
-cfg_options = {{{SEG[1]!r}: {{'train_cfg.max_iters': 7}}, '*': {{'a': 1}}}}
+cfg_options = {{{SEG[0]!r}: {{'train_cfg.max_iters': 7}}, {SEG[1]!r}: {{'train_cfg.max_iters': 7}},
+               '*': {{'a': 1}}}}
 '''), work_dir='root')
     upstream = plan.runs[:2]
     assert [(r.stage, r.arm, r.protocol, r.seed) for r in upstream] == [
@@ -37,7 +38,8 @@ cfg_options = {{{SEG[1]!r}: {{'train_cfg.max_iters': 7}}, '*': {{'a': 1}}}}
         assert run.work_dir == Path('root/two-stage') / Path(run.config).stem / f'seed{run.seed}'
         assert run.overrides['protocol'] == 'two-stage'
         assert run.overrides['randomness.seed'] == run.seed and run.overrides['a'] == 1
-    assert [r.overrides.get('train_cfg.max_iters') for r in downstream] == [None, None, 7, 7]
+    assert [r.overrides.get('train_cfg.max_iters') for r in downstream] == [7, 7, 7, 7]
+    assert {r.suite for r in plan.runs} == {'suite'}
 
 
 def test_the_same_plain_weights_for_both_arms_is_cb_at_finetune(tmp_path):
@@ -90,6 +92,18 @@ seeds = [0]
 def test_bad_entries_name_the_entry_and_the_problem(tmp_path, downstream, message):
     with pytest.raises(SuiteError, match=message):
         load_plan(write(tmp_path, UPSTREAM_BLOCK + f'downstream = {downstream}\nseeds = [0]\n'))
+
+
+def test_arms_that_are_not_twins_are_refused_naming_the_keys_that_differ(tmp_path):
+    with pytest.raises(SuiteError, match=r"downstream\[0\]: the arms are not twins(.|\n)*"
+                       r"model._scope_: 'mmseg' vs 'mmdet'(.|\n)*and \d+ more keys"):
+        load_plan(write(tmp_path, f"downstream = [dict(plain={SEG[0]!r}, cb={DET[1]!r})]\n"
+                                  'seeds = [0]\n'))
+    # an option given to one arm only makes them differ too
+    with pytest.raises(SuiteError, match=r'train_cfg.max_iters: 240 vs 7'):
+        load_plan(write(tmp_path, f"downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r})]\n"
+                                  f"seeds = [0]\ncfg_options = {{{SEG[1]!r}: "
+                                  "{'train_cfg.max_iters': 7}}\n"))
 
 
 def test_the_old_format_and_a_missing_file_are_clear_errors(tmp_path):

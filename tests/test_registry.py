@@ -1,6 +1,6 @@
 """``type='cb_transfer.X'`` resolves inside mmseg's, mmdet's and mmpretrain's scopes with no
 import written."""
-from conftest import run_python
+from helpers import run_python
 
 
 def test_scoped_type_resolves_without_import():

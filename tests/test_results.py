@@ -1,16 +1,18 @@
 """cb_transfer.results: collecting runs, pairing arms, statistics and the table's outputs."""
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 from mmengine.config import Config
 from scipy import stats
 
-from cb_transfer.results import build_table, collect_runs, gain, paired_gain, summarize
-from cb_transfer.results import unpaired_gain
+from cb_transfer.results import (build_table, collect_runs, gain, paired_gain, read_run_dirs,
+                                 summarize, unpaired_gain)
 from cb_transfer.results.cli import main as tabulate
 from cb_transfer.results.outputs import write_suite_outputs
+from cb_transfer.run_dir import RunDir, RunRecord
 
 # ---------------------------------------------------------------- statistics against scipy
 
@@ -228,15 +230,41 @@ def test_runs_without_evaluation_or_unfinished_are_listed_not_tabulated(tmp_path
     assert 'killed (trained to iteration 600 of 1000)' in notes
 
 
-def test_a_suite_leaves_its_unfinished_runs_out_of_the_table(tmp_path):
-    """A run the suite has not recorded as done (killed between its last checkpoint and its last
-    evaluation, say) is listed, never tabulated with what its log held so far."""
+def record(work_dir: Path, seed: int, weights=None, metrics=None) -> None:
+    """The record a suite writes when a run is done."""
+    RunDir(work_dir).write_record(RunRecord(
+        name=work_dir.name, suite='test', stage='downstream', arm='plain', backbone={},
+        protocol='two-stage', seed=seed, config='config.py',
+        checkpoint=str(work_dir / 'iter_1000.pth'), iterations=1000, metrics=metrics or {},
+        weights=weights, cost={}, launcher='none', host='here', finished='now'))
+
+
+def test_a_recorded_run_names_the_weights_of_its_record_and_others_are_judged_by_logs(tmp_path):
+    weights = dict(file='epoch_12.pth', path='/x/epoch_12.pth', sha256='0123abcd' + '0' * 56,
+                   pretrained_with_cb=False, upstream_run='upstream/x/seed0')
+    plain = config(cb=False, seed=0, init_cfg=dict(type='Pretrained', checkpoint='a.pth'))
+    write_run(tmp_path / 'recorded', plain, {1000: dict(mIoU=40.0)})
+    record(tmp_path / 'recorded', 0, weights)
+    write_run(tmp_path / 'by_logs', config(cb=True, seed=0, init_cfg=dict(
+        type='Pretrained', checkpoint='b.pth')), {1000: dict(mIoU=41.0)})
+    runs, problems = read_run_dirs([tmp_path / 'recorded', tmp_path / 'by_logs'])
+    table = build_table(runs, problems)
+    (row,) = table.rows
+    assert row.plain_weights == 'epoch_12.pth (0123abcd)'
+    assert row.cb_weights == 'b.pth (no run record: hash unknown)'
+    assert any(note.startswith('1 run without a run record, judged finished by their logs')
+               and note.endswith('by_logs') for note in table.notes)
+
+
+def test_the_suite_outputs_list_the_runs_not_finished_and_leave_them_out(tmp_path):
     write_run(tmp_path / 'done', config(), {1000: dict(mIoU=40.0)})
-    write_run(tmp_path / 'killed', config(seed=1), {500: dict(mIoU=20.0)})
-    written, tabulated = write_suite_outputs(tmp_path, pending=['killed'])
+    record(tmp_path / 'done', 0)
+    runs, problems = read_run_dirs([tmp_path / 'done'])
+    written, tabulated = write_suite_outputs(tmp_path, runs, problems, pending=['killed'])
     (row,) = json.loads(written['results.json'].read_text())
     assert tabulated and row['plain_n'] == 1 and row['plain_mean'] == 40.0
     assert 'Not finished (1), not in the table:\n- killed' in written['results.md'].read_text()
+    assert '- killed' in written['report.md'].read_text()
 
 
 def test_nan_is_flagged_and_left_out(tmp_path):

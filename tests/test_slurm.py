@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -20,8 +21,9 @@ from unittest import mock
 
 import pytest
 import torch
-from conftest import REPO, SEG_ITERS, reduced_suite, suite_command
+from helpers import REPO, SEG_ITERS, reduced_suite, suite_command
 
+from cb_transfer.run_dir import RunDir
 from cb_transfer.suite import main as suite_main
 
 CLUSTER = REPO / 'tools' / 'slurm_local_cluster.sh'
@@ -120,12 +122,19 @@ def scenario(cluster, local_suite):
     marker = requeued / 'last_checkpoint'  # written once iter_10.pth is whole
     wait_until(lambda: marker.exists() and marker.read_text().strip().endswith('iter_10.pth'),
                f'{REQUEUED} to save iter_10.pth')
+    # stopped where it stands (the process that claimed the run), so that however fast the
+    # machine it cannot train to its end before it is requeued; killed once Slurm has taken
+    # the requeue (this cluster's process tracking leaves the job's Python process running
+    # past its SIGTERM, which submitit ignores: a real node's would be killed after KillWait)
+    holder = RunDir(requeued).holder().pid
+    os.kill(holder, signal.SIGSTOP)
     (job,) = job_ids(requeued)
     deadline = time.time() + 60
     while subprocess.run(['scontrol', 'requeue', job], env={**os.environ, **cluster},
                          capture_output=True).returncode != 0:  # "pending execution" at first
         assert time.time() < deadline
         time.sleep(0.5)
+    os.kill(holder, signal.SIGKILL)
     out.waited, out.waited_stderr = waiting.communicate(timeout=600)
     out.waited_code = waiting.returncode
     out.times.append(('status', time.time()))

@@ -10,13 +10,17 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
+import helpers
 import pytest
-import torch
-from smoke_helpers import (DET, REPO, SEG, SITE, command, finish, kill_after, metrics_of_test,
-                           scalars, schedule, side_by_side)
+from helpers import (REPO, SITE, assert_same_weights, command, evaluations, finish, kill_after,
+                     recorded_runs, schedule, side_by_side, state_dict)
 
+from cb_transfer.run_dir import RunDir
+
+SEG, DET = REPO / helpers.SEG[0], REPO / helpers.DET[0]
 TRAIN, TEST = REPO / 'tools' / 'train.py', REPO / 'tools' / 'test.py'
 MMSEG_TRAIN = SITE / 'mmseg' / '.mim' / 'tools' / 'train.py'
 MMDET_TRAIN = SITE / 'mmdet' / '.mim' / 'tools' / 'train.py'
@@ -75,18 +79,8 @@ def runs(smoke_cwd) -> SimpleNamespace:
     return out
 
 
-def state_dict(path):
-    return torch.load(path, map_location='cpu')['state_dict']
-
-
-def assert_same_weights(a: dict, b: dict):
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-
-
 def test_seg_trains_evaluates_and_beats_an_untrained_model(runs):
-    evals = scalars(runs.seg)
+    evals = evaluations(runs.seg)
     assert sorted(evals) == [SEG_EVERY, SEG_ITERS]
     assert (runs.seg / f'iter_{SEG_ITERS}.pth').exists()
     trained = evals[SEG_ITERS]['mIoU']
@@ -94,7 +88,7 @@ def test_seg_trains_evaluates_and_beats_an_untrained_model(runs):
 
 
 def test_det_trains_with_mmdet_own_script_and_beats_an_untrained_model(runs):
-    evals = scalars(runs.det)
+    evals = evaluations(runs.det)
     assert sorted(evals) == [DET_EVERY, DET_ITERS]
     trained, untrained = evals[DET_ITERS], runs.untrained['det']
     # 60 iterations from scratch: mmdet writes fractions; at least half an AP point above the
@@ -107,7 +101,7 @@ def test_det_trains_with_mmdet_own_script_and_beats_an_untrained_model(runs):
 def test_test_tool_reproduces_the_last_evaluation(runs):
     """tools/test.py on the last checkpoint; the suite's in-process test step is checked for
     every task below."""
-    tested, validated = metrics_of_test(runs.tested), scalars(runs.seg)[SEG_ITERS]
+    tested, validated = RunDir(runs.tested).test_metrics(), evaluations(runs.seg)[SEG_ITERS]
     for key in ('mIoU', 'aAcc'):
         assert tested[key] == pytest.approx(validated[key]), key
 
@@ -118,7 +112,7 @@ def test_killed_run_resumed_with_mmseg_own_script_equals_uninterrupted(runs):
     assert runs.left_by_the_kill == [f'iter_{SEG_EVERY}.pth']
     assert_same_weights(state_dict(runs.killed / f'iter_{SEG_ITERS}.pth'),
                         state_dict(runs.seg / f'iter_{SEG_ITERS}.pth'))
-    assert scalars(runs.killed)[SEG_ITERS]['mIoU'] == scalars(runs.seg)[SEG_ITERS]['mIoU']
+    assert evaluations(runs.killed)[SEG_ITERS]['mIoU'] == evaluations(runs.seg)[SEG_ITERS]['mIoU']
 
 
 def test_a_truncated_newest_checkpoint_is_passed_over_and_the_resume_is_still_exact(runs):
@@ -141,15 +135,19 @@ def test_two_gloo_processes_train_to_the_end(smoke_cwd):
     log = proc.stdout + proc.stderr
     assert 'CPU distributed run (pytorch): gloo backend, rank 0 of 2' in log
     assert (work_dir / 'iter_30.pth').exists()
-    assert 'mIoU' in scalars(work_dir)[30]
+    assert 'mIoU' in evaluations(work_dir)[30]
 
 
 def test_the_suite_tested_the_checkpoint_each_run_ended_with(local_suite):
-    """The suite's own test step (in-process) reproduces each run's last validation."""
-    for done in local_suite.work_dir.glob('*/*/seed*/suite_done.json'):
-        record = json.loads(done.read_text())
-        last = scalars(done.parent)
+    """The suite's own test step (in-process) tested the checkpoint each run ended with, and
+    reproduces its last validation."""
+    recorded = recorded_runs(local_suite.work_dir)
+    assert len(recorded) == 10
+    for run_dir in recorded:
+        record = run_dir.record
+        assert Path(record.checkpoint) == run_dir.last_checkpoint()
+        last = evaluations(run_dir.path)
         validated = last[max(last)]
-        for key, value in record['metrics'].items():
+        for key, value in record.metrics.items():
             if key in validated and isinstance(validated[key], float):
-                assert value == pytest.approx(validated[key]), (done.parent, key)
+                assert value == pytest.approx(validated[key]), (run_dir, key)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SEG, SEG_ITERS, reduced_suite, run_suite, suite_command
+from helpers import (REPO, SEG, SEG_ITERS, evaluations, finish, kill_after, recorded_runs,
+                     reduced_suite, run, start, suite_command)
 from mmengine.config import Config
-from smoke_helpers import kill_after, scalars, start
 
+from cb_transfer.run_dir import RunDir
 from cb_transfer.suite import main as suite_main
 
 FULL = REPO / 'configs' / 'suites' / 'full.py'
@@ -21,11 +22,20 @@ def rows(work_dir: Path) -> list:
 
 
 def run_dirs(work_dir: Path, stage: str) -> list:
-    return sorted(p.parent for p in work_dir.glob(f'{stage}/*/seed*/suite_done.json'))
+    return [r.path for r in recorded_runs(work_dir, stage)]
 
 
 def dumped_config(run_dir: Path) -> Config:
-    return Config.fromfile(str(sorted(run_dir.glob('*/vis_data/config.py'))[-1]))
+    return Config.fromfile(str(RunDir(run_dir).config_file()))
+
+
+def copy_upstream(source: Path, work_dir: Path) -> None:
+    """The session suite's finished pretraining runs, copied into ``work_dir``."""
+    shutil.copytree(source / 'upstream', work_dir / 'upstream')
+    for done in (work_dir / 'upstream').rglob('record.json'):  # where the copies lie now
+        record = json.loads(done.read_text())
+        record['checkpoint'] = str(done.parent / Path(record['checkpoint']).name)
+        done.write_text(json.dumps(record))
 
 
 def test_the_reduced_default_suite_runs_both_stages(local_suite):
@@ -51,7 +61,7 @@ def test_each_downstream_arm_starts_from_its_own_upstream_checkpoint(local_suite
     upstream = {}
     for run in run_dirs(work_dir, 'upstream'):
         arm = 'cb' if '-cb_' in run.parent.name else 'plain'
-        checkpoint = json.loads((run / 'suite_done.json').read_text())['checkpoint']
+        checkpoint = RunDir(run).record.checkpoint
         upstream[arm] = (checkpoint, hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest())
         assert dumped_config(run).model.backbone.init_cfg is None  # pretrained from scratch
     assert upstream['plain'][1] != upstream['cb'][1]
@@ -74,7 +84,7 @@ def test_each_downstream_arm_starts_from_its_own_upstream_checkpoint(local_suite
 def test_the_table_equals_the_numbers_computed_by_hand_from_the_logs(local_suite):
     by_hand = {}
     for run in run_dirs(local_suite.work_dir, '*'):
-        evals = scalars(run)
+        evals = evaluations(run)
         last = evals[max(evals)]
         arm = 'cb' if '-cb_' in run.parent.name else 'plain'
         for metric, scale in (('accuracy/top1', 1), ('mIoU', 1), ('coco/bbox_mAP', 100),
@@ -131,22 +141,18 @@ def test_an_interrupted_suite_resumes_to_the_same_numbers(local_suite, tmp_path)
     suite.write_text(suite.read_text() + 'seeds = [0]\ndownstream = ['
                      f"dict(plain={SEG[0]!r}, weights=dict(plain='vit_tiny.plain'))]\n")
     work_dir = tmp_path / 'interrupted'
-    shutil.copytree(local_suite.work_dir / 'upstream', work_dir / 'upstream')
-    for done in (work_dir / 'upstream').rglob('suite_done.json'):  # where the copies lie now
-        record = json.loads(done.read_text())
-        record['checkpoint'] = str(done.parent / Path(record['checkpoint']).name)
-        done.write_text(json.dumps(record))
+    copy_upstream(local_suite.work_dir, work_dir)
     cmd = suite_command(suite, work_dir, '--jobs', 1, '--threads', 1)  # in this process
     kill_after(start(cmd, cwd), work_dir / 'two-stage' / Path(SEG[0]).stem / 'seed0',
                'iter_10.pth')
     finished = run_dirs(work_dir, 'upstream')
     assert len(finished) == 2
-    stamps = {p: (p / 'suite_done.json').stat().st_mtime_ns for p in finished}
+    stamps = {p: (p / 'record.json').stat().st_mtime_ns for p in finished}
 
-    out = run_suite(cmd, cwd).stdout
+    out = run(cmd, cwd).stdout
     assert '3 runs (2 pretraining, 1 fine-tuning' in out and '1 run to go' in out
     assert f'two-stage/{Path(SEG[0]).stem}/seed0: resuming from iter_10.pth' in out
-    assert {p: (p / 'suite_done.json').stat().st_mtime_ns for p in finished} == stamps
+    assert {p: (p / 'record.json').stat().st_mtime_ns for p in finished} == stamps
     expected = {r['metric']: r for r in rows(local_suite.work_dir)}
     (seg,) = [r for r in rows(work_dir) if r['metric'] == 'mIoU']
     assert seg['plain_values'] == expected['mIoU']['plain_values'][:1]
@@ -158,18 +164,20 @@ def test_dry_run_of_the_full_preset_lists_every_run_and_touches_nothing(
     code, out = run_suite_here([FULL, '--dry-run', '--launcher', 'pytorch', '--gpus', '8'],
                                tmp_path, monkeypatch, capfd)
     assert code == 0 and set(tmp_path.rglob('*')) == before
-    train = [line for line in out.splitlines() if line.startswith('[new] ')
-             and 'dist_train.sh' in line]
-    assert sum('dist_test.sh' in line for line in out.splitlines()) == len(train) == 6 + 84
-    configs = {line.split()[2] for line in train}
-    assert len(configs) == 6 + 28
-    for line in train:
-        if '/imagenet/' in line:
-            assert '--pretrained' not in line and 'protocol=pretraining' in line
+    lines = [line for line in out.splitlines() if line.startswith('[new] ')]
+    assert len(lines) == 6 + 84
+    assert all('-m torch.distributed.run' in line and '--nproc_per_node=8' in line
+               and '-m cb_transfer.suite.job' in line and str(FULL) in line for line in lines)
+    names = [line.split()[1].rstrip(':') for line in lines]
+    assert len({name.split('/')[1] for name in names}) == 6 + 28
+    for line, name in zip(lines, names):
+        assert f'--run {name} --launcher pytorch' in line
+        if name.startswith('upstream/'):
+            assert '(weights:' not in line.split(':')[0]
         else:  # each arm from the pretraining run of its kind, resolved when the run starts
-            arm = '-cb' if '-cb_' in line.split()[2] else ''
-            assert "--pretrained '<last checkpoint of upstream/deit-" in line
-            assert f"{arm}_8xb128-300e_in1k-224/seed0>'" in line
+            arm = '-cb' if '-cb_' in name else ''
+            assert f'(weights: <last checkpoint of upstream/deit-' in line
+            assert f'{arm}_8xb128-300e_in1k-224/seed0>)' in line
     assert 'missing inputs' in out and 'data/imagenet/train' in out
     assert 'pretrain/' not in out  # the checkpoints come from the pretraining runs
 
@@ -195,3 +203,91 @@ def test_without_slurm_the_launcher_is_a_clear_error(tmp_path, local_suite, monk
     assert code == 2
     assert "--launcher slurm needs Slurm's sbatch, scontrol, scancel on the PATH" in out
     assert 'nothing runs here instead' in out and not (tmp_path / 'wd').exists()
+
+
+def assert_weights_are_the_records(work_dir: Path) -> None:
+    """Every row names, for each arm, the file its runs' records name and the first 8 hex digits
+    of that file's real SHA-256 (or 'from scratch'); each two-stage arm its own upstream run."""
+    records = {r.path: r.record for r in recorded_runs(work_dir)}
+    for row in rows(work_dir):
+        for arm in ('plain', 'cb'):
+            sources = set()
+            for path, record in records.items():
+                if record.stage != 'downstream' or record.arm != arm or \
+                        record.protocol != row['protocol'] or row['task'] != 'segmentation':
+                    continue
+                if record.weights is None:
+                    sources.add('from scratch')
+                    continue
+                sha = hashlib.sha256(Path(record.weights['path']).read_bytes()).hexdigest()
+                assert record.weights['sha256'] == sha
+                upstream = RunDir(work_dir / record.weights['upstream_run']).record
+                assert upstream.arm == arm and upstream.checkpoint == record.weights['path']
+                sources.add(f"{record.weights['file']} ({sha[:8]})")
+            if row['task'] == 'segmentation':
+                assert row[f'{arm}_weights'] == ', '.join(sorted(sources)), (row, arm)
+        if row['protocol'] == 'from-scratch':
+            assert row['plain_weights'] == row['cb_weights'] == 'from scratch'
+
+
+def test_the_weights_column_is_the_record_of_every_run(local_suite):
+    assert_weights_are_the_records(local_suite.work_dir)
+
+
+def test_two_invocations_on_one_work_dir_share_the_runs_and_both_report_them(local_suite,
+                                                                              tmp_path):
+    """Started together, each in one process (--jobs 1): each run is claimed by one of them,
+    the other waits for it, both end well with the same table, and every weights cell is the
+    record's (a two-stage and a from-scratch row; the pretraining runs are the session suite's,
+    copied)."""
+    cwd = local_suite.cwd
+    suite = reduced_suite(tmp_path, 'shared', detection=False, extra=f'''
+        seeds = [0]
+        downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='vit_tiny'),
+                      dict(plain={SEG[0]!r}, cb={SEG[1]!r})]
+        cfg_options.update({{k: dict(v, **{{'train_cfg.max_iters': 30,
+                                             'param_scheduler.1.end': 30,
+                                             'train_cfg.val_interval': 30}})
+                             for k, v in cfg_options.items() if 'upernet' in k}})
+        ''')
+    work_dir = tmp_path / 'shared'
+    copy_upstream(local_suite.work_dir, work_dir)
+    cmd = suite_command(suite, work_dir, '--jobs', 1, '--threads', 1)
+    first, second = start(cmd, cwd), start(cmd, cwd)
+    outs = [finish(first).stdout, finish(second).stdout]
+    assert all('4 runs to go' in out for out in outs)
+    assert sum(out.count(': done in ') for out in outs) == 4
+    assert any(': held by ' in out and 'waiting for it' in out for out in outs)
+    assert rows(work_dir) and all(
+        (work_dir / 'results.md').read_text() in out for out in outs[-1:])
+    tables = [out.split('| task |', 1)[1].split('\n\n')[0] for out in outs]
+    assert tables[0] == tables[1]
+    assert {(r['protocol'], r['plain_n'], r['cb_n']) for r in rows(work_dir)
+            if r['task'] == 'segmentation'} == {('two-stage', 1, 1), ('from-scratch', 1, 1)}
+    assert_weights_are_the_records(work_dir)
+    assert not list(work_dir.rglob('claim.json'))  # every claim given up
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_is_moved_aside_with_its_log(
+        smoke_cwd, tmp_path):
+    plain_only = f"downstream = [dict(plain={SEG[0]!r})]\nseeds = [0]\nsmoke_data = True\n"
+    broken = tmp_path / 'broken.py'
+    broken.write_text(plain_only + f"cfg_options = {{{SEG[0]!r}: "
+                      "{'model.backbone.cb_position': 'ffn'}}\n")
+    work_dir = tmp_path / 'wd'
+    out = run(suite_command(broken, work_dir, '--jobs', 1), smoke_cwd, check=False).stdout
+    run_dir = work_dir / 'from-scratch' / Path(SEG[0]).stem / 'seed0'
+    assert 'FAILED (ValueError: ' in out and "cb_position='ffn' is not one of" in out
+    assert "cb_position='ffn' is not one of" in (run_dir / 'suite_run.log').read_text()
+
+    fixed = tmp_path / 'fixed.py'
+    fixed.write_text(plain_only + f"cfg_options = {{{SEG[0]!r}: "
+                     "{'train_cfg.max_iters': 30, 'param_scheduler.1.end': 30, "
+                     "'train_cfg.val_interval': 30}}\n")
+    out = run(suite_command(fixed, work_dir, '--jobs', 1), smoke_cwd).stdout
+    moved = run_dir / 'attempts' / '1'
+    assert (f'starting afresh (the earlier attempt, which left no checkpoint, moved to {moved})'
+            in out)
+    assert "cb_position='ffn' is not one of" in (moved / 'suite_run.log').read_text()
+    assert RunDir(run_dir).finished
+    assert [r['plain_n'] for r in rows(work_dir)] == [1]

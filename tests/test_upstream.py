@@ -4,7 +4,7 @@ import os
 
 import pytest
 import torch
-from conftest import REPO, UPSTREAM, run_python
+from helpers import REPO, UPSTREAM, run_python
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 

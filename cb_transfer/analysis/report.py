@@ -6,6 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..results.plot import save_figure
 from .attention import STATISTICS, AttentionRecorder
 from .sources import (Subject, build_backbone, dataset_images, default_size, group, image_files,
                       load_images, normalisation)
@@ -154,14 +155,7 @@ def plot(results: dict, path: Path) -> List[Path]:
                 ax.set_title(experiment, fontsize=9, loc='left')
             if row == 0 and col == 2:
                 ax.legend(fontsize=7)
-    fig.tight_layout()
-    written = []
-    for suffix in ('.png', '.pdf'):
-        out = path.with_suffix(suffix)
-        fig.savefig(out, dpi=150)
-        written.append(out)
-    plt.close(fig)
-    return written
+    return save_figure(fig, str(path), dpi=150)
 
 
 def write_outputs(results: dict, out_dir: Path) -> Dict[str, Path]:

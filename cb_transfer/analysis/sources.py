@@ -8,6 +8,7 @@ timm/DeiT file needs the architecture (``arch``, inferred for DeiT-Ti/-S/-B). A 
 give every finished run's last checkpoint, paired into plain and +CB arms as the tables pair them.
 """
 import math
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -98,7 +99,7 @@ def subject_from_checkpoint(path: str, arch: Optional[str] = None,
         backbone = _backbone_from_config(cfg, path)
         if cb is not None:
             backbone['cb'] = cb
-        from ..results.runs import identify
+        from ..experiment import identify
         info = identify(cfg)
         return Subject(path, backbone, task=info['task'], experiment=_experiment_label(info),
                        key=info['experiment'], seed=info['seed'], config=cfg)
@@ -111,30 +112,33 @@ def subject_from_checkpoint(path: str, arch: Optional[str] = None,
 
 
 def _experiment_label(info: dict) -> str:
-    return f"{info['task']}: {info['model']} {info['arch'].split('(')[0]} {info['schedule']} " \
-           f"({info['protocol']})"
+    from ..results.format import row_label
+    return f"{info['task']}: " + row_label(SimpleNamespace(**{**info, 'cb_options': '-'}), metric=False,
+                                              protocol=True)
 
 
-def subjects_from_work_dirs(dirs: Sequence[str]) -> Tuple[List[Subject], List[str]]:
-    """Every finished run's last checkpoint under ``dirs``, labelled by the row it belongs to;
-    and the runs left out, with why."""
-    from ..results.runs import collect_runs
-    runs, _ = collect_runs(dirs)
+def subjects_from_runs(runs: Sequence) -> Tuple[List[Subject], List[str]]:
+    """Each finished run's final checkpoint (:class:`cb_transfer.results.runs.Run`), labelled by
+    the row it belongs to; and the runs left out, with why."""
+    from ..run_dir import RunDir
     subjects, skipped = [], []
     for run in runs:
-        marker = Path(run.path) / 'last_checkpoint'
-        if not run.finished or not marker.is_file():
-            skipped.append(f'{run.path}: not finished, no last checkpoint')
+        if not run.finished or not run.final_checkpoint:
+            skipped.append(f'{run.path}: not finished, no final checkpoint')
             continue
-        checkpoint = Path(marker.read_text().strip())
-        if not checkpoint.is_file():  # written relative to where the run was started
-            checkpoint = Path(run.path) / checkpoint.name
-        folders = sorted(Path(run.path).glob('*/vis_data/config.py'))
-        cfg = Config.fromfile(str(folders[-1])).to_dict()
-        subjects.append(Subject(str(checkpoint), _backbone_from_config(cfg, str(checkpoint)),
+        cfg = RunDir(run.path).config()
+        subjects.append(Subject(run.final_checkpoint,
+                                _backbone_from_config(cfg, run.final_checkpoint),
                                 task=run.task, experiment=_experiment_label(vars(run)),
                                 key=run.experiment, seed=run.seed, config=cfg))
     return subjects, skipped
+
+
+def subjects_from_work_dirs(dirs: Sequence[str]) -> Tuple[List[Subject], List[str]]:
+    """Every finished run's final checkpoint under ``dirs`` (see :func:`subjects_from_runs`)."""
+    from ..results.runs import collect_runs
+    runs, _ = collect_runs(dirs)
+    return subjects_from_runs(runs)
 
 
 def build_backbone(subject: Subject) -> ViT:

@@ -8,12 +8,11 @@ backbone). Classifier heads and DeiT's distillation token are dropped, the posit
 resized to the model's grid with timm's own ``checkpoint_filter_fn``. Any backbone weight that is
 missing or mis-shaped stops the load with the names listed.
 
-Every load logs where the weights came from as one line, ``pretrained weights: {JSON}`` (the file,
-its SHA-256, and whether the run that wrote it used CB, where the checkpoint says so): the result
-tables read it back from the run's log to show each arm's source.
+Every load logs, for humans, what it loaded, resized and dropped. Where the weights came from is
+recorded as data by whoever runs the model (:func:`describe_weights`; a suite writes it into the
+run's record), never read back from a log.
 """
 import hashlib
-import json
 import logging
 import pickle
 import zipfile
@@ -29,7 +28,6 @@ CONFIG_KEY = 'model.backbone.init_cfg.checkpoint'
 WRAPPER_KEYS = ('state_dict', 'model', 'module')
 # Keys of an ImageNet classifier that a backbone does not have.
 CLASSIFIER_PREFIXES = ('head.', 'head_dist.', 'fc_norm.', 'pre_logits.')
-WEIGHTS_LOG_PREFIX = 'pretrained weights: '
 
 
 def read_checkpoint(path: str):
@@ -152,7 +150,6 @@ def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None) -
     """
     checkpoint = read_checkpoint(path)
     raw = state_dict_of(checkpoint, path, prefix)
-    source = describe_weights(path, checkpoint, raw)
     state, dropped, notes = convert_to_vit(raw, model)
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.endswith('.cb.strength')]
@@ -177,8 +174,7 @@ def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None) -
         + (f'; dropped {", ".join(dropped)}' if dropped else '')
         + (f'; kept the initial value of {len(kept_init)} CB strengths' if kept_init else ''),
         logger='current')
-    print_log(WEIGHTS_LOG_PREFIX + json.dumps(source), logger='current')
-    pretrained_cb, cb = source['pretrained_with_cb'], bool(getattr(model, 'cb', False))
+    pretrained_cb, cb = _pretrained_with_cb(checkpoint, raw), bool(getattr(model, 'cb', False))
     if pretrained_cb is not None and pretrained_cb != cb:
         print_log(f"'{path}' was pretrained with cb={pretrained_cb} and is loaded into a backbone "
                   f'with cb={cb}: the arms of a two-stage comparison each load the checkpoint of '

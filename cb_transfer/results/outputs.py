@@ -4,23 +4,25 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from .plot import plot_curves, plot_gains
 from .report import write_report
-from .runs import collect_runs
+from .runs import Run
 from .table import build_table, to_json, to_markdown
 
 
-def write_suite_outputs(root: Path, pending: Sequence[str] = (),
-                        target_gain: Optional[float] = 0.5,
+def write_suite_outputs(root: Path, runs: Sequence[Run], problems: Sequence[str] = (),
+                        pending: Sequence[str] = (), target_gain: Optional[float] = 0.5,
                         title: str = '') -> Tuple[Dict[str, Path], bool]:
     """Write ``results.md``, ``results.json``, ``gains`` and ``curves`` (PNG and PDF) and
-    ``report.md`` into ``root`` from every run under it. ``pending``: runs that have not
-    finished, listed under the table and in the report.
+    ``report.md`` into ``root``.
+
+    Args:
+        runs: The suite's finished runs (read from their records).
+        problems: What could not be read, noted under the table.
+        pending: The planned runs that have not finished: listed, never tabulated.
 
     Returns:
         ({file name: path}, whether any row has a number).
     """
-    runs, problems = collect_runs([root])
-    unfinished = {root / name for name in pending}  # whatever their logs hold so far
-    table = build_table([run for run in runs if Path(run.path) not in unfinished], problems)
+    table = build_table(runs, problems)
     markdown = to_markdown(table, reference=True)
     if pending:
         markdown += (f'\nNot finished ({len(pending)}), not in the table:\n'

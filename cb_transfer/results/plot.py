@@ -15,6 +15,7 @@ matplotlib.use('Agg')  # files only; no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .format import row_label  # noqa: E402
 from .table import Table  # noqa: E402
 
 WIDTH_INCHES, DPI = 7.0, 200
@@ -24,21 +25,17 @@ ARMS = {'plain': dict(color='tab:gray', marker='o', linestyle='--'),
 FORMATS = ('.png', '.pdf')
 
 
-def _save(fig, path: str) -> List[Path]:
+def save_figure(fig, path: str, dpi: int = DPI) -> List[Path]:
+    """Write a figure as PNG and PDF beside each other (``path``'s suffix is replaced) and close
+    it; returns the files."""
     fig.tight_layout()
     written = []
     for suffix in FORMATS:
         out = Path(path).with_suffix(suffix)
-        fig.savefig(out, dpi=DPI)
+        fig.savefig(out, dpi=dpi)
         written.append(out)
     plt.close(fig)
     return written
-
-
-def _two_lines(row) -> str:
-    variant = '' if row.cb_options in ('-', 'mlp') else f' [{row.cb_options}]'
-    return (f'{row.model} {row.arch.split("(")[0]}\n'
-            f'{row.metric}, {row.schedule}, {row.protocol}{variant}')
 
 
 def plot_gains(table: Table, path: str) -> List[Path]:
@@ -60,7 +57,7 @@ def plot_gains(table: Table, path: str) -> List[Path]:
             ax.scatter(diffs, y + offsets, s=10, color='black', alpha=0.7, zorder=4,
                        label='one seed (+CB minus plain)' if y == 0 else None)
     ax.axvline(0, color='black', linewidth=0.8)
-    ax.set_yticks(range(len(rows)), [_two_lines(r) for r in rows], fontsize=FONT)
+    ax.set_yticks(range(len(rows)), [row_label(r, protocol=True, separator='\n') for r in rows], fontsize=FONT)
     ax.set_ylim(-0.7, max(len(rows), 1) - 0.3)
     ax.invert_yaxis()
     ax.tick_params(axis='x', labelsize=FONT)
@@ -70,7 +67,7 @@ def plot_gains(table: Table, path: str) -> List[Path]:
         ax.legend(fontsize=FONT - 1, loc='best')
     ax.set_title('Context Broadcasting: gains' if rows else 'no row with both arms',
                  fontsize=FONT + 1)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _mean_band(curves: Sequence[Dict[int, float]]) -> Tuple[list, list, list]:
@@ -116,8 +113,8 @@ def plot_curves(table: Table, path: str) -> List[Path]:
         arms = {'plain': plain, '+CB': cb}
         _draw(line[0], {a: [r.losses for r in runs] for a, runs in arms.items()},
               'training loss', 'iteration')
-        line[0].set_title(f'{row.model} {row.arch.split("(")[0]} {row.schedule} '
-                          f'({row.protocol})', fontsize=FONT, loc='left')
+        line[0].set_title(row_label(row, metric=False, protocol=True), fontsize=FONT,
+                          loc='left')
         for ax, metric in zip(line[1:], metrics):
             _draw(ax, {a: [{s: m[metric] for s, m in r.evaluations.items() if metric in m}
                            for r in runs] for a, runs in arms.items()},
@@ -125,7 +122,7 @@ def plot_curves(table: Table, path: str) -> List[Path]:
         for ax in line[1 + len(metrics):]:
             ax.axis('off')
         line[0].legend(fontsize=FONT - 1)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_table(table: Table, path: str, curves: bool = False) -> List[Path]:

@@ -9,28 +9,28 @@ from importlib import metadata
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from .format import interval, num, row_label
 from .table import PROTOCOLS, Table, to_markdown
 from .verdict import (ALPHA, BOOTSTRAP_RESAMPLES, POWER, minimum_detectable_gain, row_power,
                       verdicts)
 
-PACKAGES = ('torch', 'torchvision', 'timm', 'mmengine', 'mmcv', 'mmsegmentation', 'mmdet',
-            'mmpretrain', 'submitit', 'numpy', 'scipy', 'cb_transfer')
+# what collect_env does not report
+PACKAGES = ('timm', 'mmcv', 'mmsegmentation', 'mmdet', 'mmpretrain', 'submitit', 'numpy', 'scipy',
+            'cb_transfer')
 
 
-def _num(value: Optional[float], digits: int = 2, sign: bool = False) -> str:
-    if value is None:
-        return '-'
-    return f'{value:+.{digits}f}' if sign else f'{value:.{digits}f}'
-
-
-def _interval(ci, digits: int = 2, sign: bool = False) -> str:
-    if ci is None:
-        return 'no interval (fewer than two seeds per arm)'
-    return f'[{_num(ci[0], digits, sign)}, {_num(ci[1], digits, sign)}]'
+NO_INTERVAL = 'no interval (fewer than two seeds per arm)'
 
 
 def software_and_machine() -> List[str]:
-    versions = []
+    """The software (mmengine's ``collect_env``, plus the packages it does not know) and the
+    machine the report was written on."""
+    from mmengine.utils.dl_utils import collect_env
+    env = collect_env()
+    versions = [f'{name} {env[key]}' for name, key in (('torch', 'PyTorch'),
+                                                       ('torchvision', 'TorchVision'),
+                                                       ('mmengine', 'MMEngine'),
+                                                       ('opencv', 'OpenCV')) if key in env]
     for name in PACKAGES:
         try:
             versions.append(f'{name} {metadata.version(name)}')
@@ -43,18 +43,10 @@ def software_and_machine() -> List[str]:
                         if line.startswith('model name')), cpu)
     except OSError:
         pass
-    lines = [f'- Python {sys.version.split()[0]}; ' + ', '.join(versions),
-             f'- {platform.platform()}; CPU: {cpu}, {os.cpu_count()} cores']
-    try:
-        import torch
-        if torch.cuda.is_available():
-            names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-            lines.append(f'- GPUs: {", ".join(names)} (CUDA {torch.version.cuda})')
-        else:
-            lines.append('- no GPU')
-    except ImportError:
-        pass
-    return lines
+    gpus = [f'{k}: {v}' for k, v in env.items() if k.startswith('GPU ')]
+    return [f'- Python {sys.version.split()[0]} ({env.get("GCC", "?")}); ' + ', '.join(versions),
+            f'- {platform.platform()}; CPU: {cpu}, {os.cpu_count()} cores',
+            f'- GPUs: {"; ".join(gpus)} (CUDA {env.get("NVCC", "?")})' if gpus else '- no GPU']
 
 
 def _weights_section(table: Table) -> List[str]:
@@ -70,7 +62,7 @@ def _weights_section(table: Table) -> List[str]:
         if key in seen:
             continue
         seen.add(key)
-        label = f'{row.model} {row.arch.split("(")[0]} {row.schedule}'
+        label = row_label(row, metric=False)
         lines.append(f'| {label} | {row.protocol} | {row.plain_weights or "-"} | '
                      f'{row.cb_weights or "-"} |')
     return lines
@@ -93,8 +85,8 @@ def _verdict_section(table: Table) -> List[str]:
     for v in found:
         surviving = '; '.join(v.surviving) or f'none of {v.tested}'
         lines.append(f'| {v.protocol} | {v.task} | {v.rows} ({v.bootstrapped} with intervals) | '
-                     f'{_num(v.mean_gain, sign=True)} {_interval(v.gain_ci, sign=True)} | '
-                     f'{_num(v.improvement)} {_interval(v.improvement_ci)} | {surviving} |')
+                     f'{num(v.mean_gain, sign=True)} {interval(v.gain_ci, sign=True, missing=NO_INTERVAL)} | '
+                     f'{num(v.improvement)} {interval(v.improvement_ci, missing=NO_INTERVAL)} | {surviving} |')
     if not found:
         lines.append('| - | - | 0 | no row has both arms | - | - |')
     return lines
@@ -105,7 +97,7 @@ def power_lines(rows: Sequence, target_gain: Optional[float], seeds: Optional[in
     """The power table: per row, the gain its seeds detect and the seeds a target gain needs."""
     lines = ['| row | protocol | seeds | sd of the paired differences (or of the arms) | '
              f'gain detectable with {seeds or "these"} seeds | seeds for a gain of '
-             f'{_num(target_gain)} |', '|---|---|---|---|---|---|']
+             f'{num(target_gain)} |', '|---|---|---|---|---|---|']
     for row in rows:
         figures = row_power(row, target_gain)
         if figures is None:
@@ -115,8 +107,8 @@ def power_lines(rows: Sequence, target_gain: Optional[float], seeds: Optional[in
         needed = '-' if figures.seeds_for_target is None and target_gain is None else \
             (str(figures.seeds_for_target) if figures.seeds_for_target else '> 1000')
         lines.append(f'| {figures.label} | {figures.protocol} | {figures.n} '
-                     f'({"paired" if figures.paired else "unpaired"}) | {_num(figures.sd, 3)} | '
-                     f'{_num(detectable)} | {needed} |')
+                     f'({"paired" if figures.paired else "unpaired"}) | {num(figures.sd, 3)} | '
+                     f'{num(detectable)} | {needed} |')
     return lines
 
 
@@ -124,7 +116,7 @@ def _power_section(table: Table, target_gain: Optional[float]) -> List[str]:
     return ['## Seeds and power', '',
             f'From each row\'s observed spread: the smallest gain its seeds detect with '
             f'{POWER:.0%} power in a two-sided t-test at {ALPHA:.0%} (noncentral t), and the '
-            f'seeds per arm that a gain of {_num(target_gain)} needs (--target-gain). With so '
+            f'seeds per arm that a gain of {num(target_gain)} needs (--target-gain). With so '
             'few seeds the spread itself is uncertain: read these as orders of magnitude.', '',
             *power_lines(table.rows, target_gain)]
 

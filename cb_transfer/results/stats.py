@@ -30,40 +30,36 @@ def summarize(values: Sequence[float]) -> ArmSummary:
     return ArmSummary(n, mean, std)
 
 
-def _t_interval(mean: float, se: float, dof: float, confidence: float):
-    half = stats.t.ppf(0.5 + confidence / 2, dof) * se
-    return mean - half, mean + half
-
-
 def paired_gain(plain: Dict[int, float], cb: Dict[int, float], confidence: float = 0.95) -> Gain:
     """The mean of the per-seed differences ``cb - plain`` over the seeds both arms ran, with a
-    paired t interval. Pairing removes the seed's share of the run-to-run spread."""
+    paired t interval (``scipy.stats.ttest_rel``). Pairing removes the seed's share of the
+    run-to-run spread."""
     seeds = sorted(plain.keys() & cb.keys())
     diffs = [cb[s] - plain[s] for s in seeds]
     summary = summarize(diffs)
     if summary.n < 2:
         return Gain(summary.mean, None, None, f'paired, n={summary.n}: too few for an interval')
-    low, high = _t_interval(summary.mean, summary.std / math.sqrt(summary.n), summary.n - 1,
-                            confidence)
-    return Gain(summary.mean, low, high, f'paired t over seeds {seeds}')
+    if summary.std == 0:
+        return Gain(summary.mean, summary.mean, summary.mean, f'paired, no spread over seeds {seeds}')
+    ci = stats.ttest_rel([cb[s] for s in seeds], [plain[s] for s in seeds]).confidence_interval(
+        confidence)
+    return Gain(summary.mean, float(ci.low), float(ci.high), f'paired t over seeds {seeds}')
 
 
 def unpaired_gain(plain: Sequence[float], cb: Sequence[float],
                   confidence: float = 0.95) -> Gain:
-    """Difference of the means with Welch's t interval (unequal variances)."""
+    """Difference of the means with Welch's t interval (``scipy.stats.ttest_ind``, unequal
+    variances)."""
     p, c = summarize(plain), summarize(cb)
     if p.n == 0 or c.n == 0:
         return Gain(None, None, None, 'an arm has no runs')
     delta = c.mean - p.mean
     if p.n < 2 or c.n < 2:
         return Gain(delta, None, None, f'unpaired, n={p.n}/{c.n}: too few for an interval')
-    vp, vc = p.std ** 2 / p.n, c.std ** 2 / c.n
-    se = math.sqrt(vp + vc)
-    if se == 0:
+    if p.std == 0 and c.std == 0:
         return Gain(delta, delta, delta, 'Welch t (no spread)')
-    dof = (vp + vc) ** 2 / (vp ** 2 / (p.n - 1) + vc ** 2 / (c.n - 1))
-    low, high = _t_interval(delta, se, dof, confidence)
-    return Gain(delta, low, high, f'Welch t, n={p.n}/{c.n}')
+    ci = stats.ttest_ind(cb, plain, equal_var=False).confidence_interval(confidence)
+    return Gain(delta, float(ci.low), float(ci.high), f'Welch t, n={p.n}/{c.n}')
 
 
 def gain(plain: Sequence[Tuple[Optional[int], float]], cb: Sequence[Tuple[Optional[int], float]],

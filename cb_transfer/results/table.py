@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .format import arch_name, num
 from .runs import Run
 from .stats import gain, summarize
 
@@ -86,6 +87,11 @@ def build_table(runs: Sequence[Run], problems: Sequence[str] = (),
     for run in runs:
         if not run.finished:
             notes.append(f'incomplete, not tabulated: {run.path} ({"; ".join(run.problems)})')
+    judged = [run.path for run in runs if run.finished and not run.recorded]
+    if judged:
+        notes.append(f'{len(judged)} run{"s" * (len(judged) > 1)} without a run record, judged '
+                     'finished by their logs (trained to the end of the schedule, evaluated): '
+                     + ', '.join(judged))
     experiments: Dict[str, Dict[str, List[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         if run.finished:
@@ -160,7 +166,6 @@ def _row(sample: Run, variant: str, metric: str, plain: List[Run], cb: List[Run]
     p, c = _values(plain, metric, best, notes), _values(cb, metric, best, notes)
     ps, cs = summarize([v for _, v in p]), summarize([v for _, v in c])
     g = gain(p, c) if p and c else None
-    base_arch = sample.arch.split('(')[0]
     return Row(task=sample.task, dataset=sample.dataset, model=sample.model, arch=sample.arch,
                schedule=sample.schedule, cb_options=variant or '-', metric=metric,
                selection='best' if best else 'last',
@@ -169,7 +174,7 @@ def _row(sample: Run, variant: str, metric: str, plain: List[Run], cb: List[Run]
                delta=g.delta if g else None, ci_low=g.ci_low if g else None,
                ci_high=g.ci_high if g else None,
                method=g.method if g else 'an arm has no runs',
-               reference=REFERENCES.get((sample.dataset, sample.model, base_arch,
+               reference=REFERENCES.get((sample.dataset, sample.model, arch_name(sample.arch),
                                          sample.schedule, metric)),
                protocol=sample.protocol, plain_weights=_sources(plain), cb_weights=_sources(cb),
                plain_seeds=sorted(s for s, _ in p if s is not None),
@@ -180,10 +185,6 @@ def _row(sample: Run, variant: str, metric: str, plain: List[Run], cb: List[Run]
 def _by_seed(item):
     seed, value = item
     return (seed is None, seed if seed is not None else 0, value)
-
-
-def _num(value: Optional[float], digits: int = 2) -> str:
-    return '' if value is None else f'{value:.{digits}f}'
 
 
 def _arm(n: int, mean: Optional[float], std: Optional[float]) -> str:
@@ -212,7 +213,7 @@ def to_markdown(table: Table, reference: bool = False) -> str:
                  _arm(r.cb_n, r.cb_mean, r.cb_std), r.cb_options, _gain(r), r.method,
                  r.plain_weights, r.cb_weights]
         if reference:
-            cells.append(_num(r.reference))
+            cells.append(num(r.reference, missing=''))
         lines.append('| ' + ' | '.join(cells) + ' |')
     text = '\n'.join(lines) + '\n'
     text += ('\nMetrics in percent (mmdet\'s fractions x 100); mean ± sample std over seeds; '

@@ -23,6 +23,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import optimize, stats
 
+from .format import row_label
+
 ALPHA, POWER = 0.05, 0.8
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 10_000, 0
 MAX_SEEDS = 1000
@@ -105,11 +107,6 @@ def _interval(statistic, arms) -> Tuple[float, float]:
     result = stats.bootstrap(arms, statistic, n_resamples=BOOTSTRAP_RESAMPLES, vectorized=True,
                              method='percentile', rng=np.random.default_rng(BOOTSTRAP_SEED))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def row_label(row) -> str:
-    variant = '' if row.cb_options in ('-', 'mlp') else f' [{row.cb_options}]'
-    return f'{row.model} {row.arch.split("(")[0]} {row.schedule} {row.metric}{variant}'
 
 
 def verdicts(rows: Sequence) -> List[Verdict]:

@@ -1,73 +1,35 @@
 """``tools/run_suite.py`` / ``cb-run-suite``: plan a suite, carry it out, report it."""
 import argparse
-import os.path as osp
 import sys
-from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
+from ..run_dir import RunDir
 from .console import Console, capture_output, console_stream
+from .executor import Executor
 from .plan import SUITES, Plan, SuiteError, load_plan
 
 LAUNCHERS = ('none', 'pytorch', 'slurm')
 ATTENTION_IMAGES = 8
 
 
-def missing_inputs(plan: Plan) -> List[str]:
-    """Data and pretrained files the runs read that are not there (relative to the current
-    directory), each with the configs that need it. A checkpoint that an upstream run of the plan
-    will write is not missing."""
-    from mmengine.config import Config
-    needed_by: Dict[str, List[str]] = {}
-    configs = {}
-    for run in plan.runs:
-        configs.setdefault(run.config, []).append(run)
-    for config, runs in sorted(configs.items()):
-        cfg = Config.fromfile(config)
-        wanted = []
-        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-            dataset = (cfg.get(loader) or {}).get('dataset') or {}
-            while 'dataset' in dataset:
-                dataset = dataset['dataset']
-            root = dataset.get('data_root', '')
-            if dataset.get('ann_file'):
-                wanted.append(osp.join(root, dataset['ann_file']))
-            prefix = dataset.get('data_prefix') or dataset.get('split') or {}
-            wanted += [osp.join(root, p) for p in
-                       (prefix.values() if isinstance(prefix, dict) else [prefix])]
-        for evaluator in ('val_evaluator', 'test_evaluator'):
-            if isinstance(cfg.get(evaluator), dict) and cfg[evaluator].get('ann_file'):
-                wanted.append(cfg[evaluator]['ann_file'])
-        for run in runs:
-            if run.weights is not None:
-                if run.weights.file:
-                    wanted.append(run.weights.file)
-                continue
-            init = (cfg.model.get('backbone') or {}).get('init_cfg') or {}
-            if init.get('type') == 'Pretrained':
-                wanted.append(init['checkpoint'])
-        for path in sorted(set(map(osp.normpath, wanted))):
-            if not osp.exists(path):
-                needed_by.setdefault(path, []).append(Path(config).name)
-    return [f'{path}  (needed by {len(configs)} config{"s" * (len(configs) > 1)}, e.g. '
-            f'{configs[0]})' for path, configs in sorted(needed_by.items())]
-
-
 def finish(plan: Plan, console: Console, target_gain: Optional[float]) -> int:
-    """Measure the finished runs' attention, then tabulate and report whatever finished (the
-    unfinished runs are listed); 0 if anything tabulated."""
+    """Measure the finished runs' attention, then tabulate and report what finished (the runs
+    without a record are listed, never tabulated); 0 if anything tabulated."""
     from ..analysis.report import analyse, write_outputs
-    from ..analysis.sources import subjects_from_work_dirs
+    from ..analysis.sources import subjects_from_runs
     from ..results.outputs import write_suite_outputs
-    from .job import is_done
-    subjects, _ = subjects_from_work_dirs([plan.root])
+    from ..results.runs import read_run_dirs
+    finished = [r for r in plan.runs if RunDir(r.work_dir).finished]
+    runs, problems = read_run_dirs([r.work_dir for r in finished])
+    subjects, _ = subjects_from_runs(runs)
     if subjects:
         console.line(f'attention analysis: {len(subjects)} checkpoints x {ATTENTION_IMAGES} '
                      'validation images')
         write_outputs(analyse(subjects, max_images=ATTENTION_IMAGES, progress=False),
                       plan.root / 'attention')
     written, tabulated = write_suite_outputs(
-        plan.root, pending=[r.name for r in plan.runs if not is_done(r)],
-        target_gain=target_gain, title=Path(plan.suite_file).stem)
+        plan.root, runs, problems, pending=[r.name for r in plan.runs if r not in finished],
+        target_gain=target_gain, title=plan.name)
     console.line(written['results.md'].read_text())
     console.line(f'report: {written["report.md"]}; also written: '
                  + ', '.join(str(p) for name, p in written.items() if name != 'report.md'))
@@ -83,8 +45,12 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--work-dir', help='where the runs and the report go '
                         '(default: work_dirs/suite_<suite name>)')
     parser.add_argument('--dry-run', action='store_true',
-                        help='print what would run (commands, or sbatch options and dependencies) '
+                        help='print what would run (as the chosen launcher would carry it out: '
+                        'in this process, torchrun commands, or sbatch options and dependencies) '
                         'and what is missing; touch nothing')
+    parser.add_argument('--status', action='store_true',
+                        help='print one line per run (state; with Slurm its job, iteration and '
+                        'log); run nothing')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
                         help='none: in this process; pytorch: tools/dist_train.sh per run; slurm: '
                         'one Slurm job per run, submitted at once (submitit)')
@@ -102,8 +68,6 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='the gain (metric points) the power figures count seeds for')
     slurm = parser.add_argument_group('Slurm (--launcher slurm; also from the suite file\'s '
                                       'slurm = dict(...))')
-    slurm.add_argument('--status', action='store_true',
-                       help='print one line per run (state, job, iteration, log); submit nothing')
     slurm.add_argument('--wait', action='store_true',
                        help='after submitting, wait for the jobs, then report what finished')
     slurm.add_argument('--partition')
@@ -126,11 +90,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def slurm_resources(args: argparse.Namespace, suite_file: str):
-    from mmengine.config import Config
-
+def slurm_resources(args: argparse.Namespace, plan: Plan):
+    """What each Slurm job asks for: the suite file's ``slurm = dict(...)``, then the command
+    line."""
     from .slurm import SlurmResources
-    options = dict(Config.fromfile(suite_file).get('slurm') or {})
+    options = dict(plan.slurm)
     for key in ('partition', 'nodes', 'gpus_per_node', 'tasks_per_node', 'cpus_per_task',
                 'mem_gb', 'time_min', 'account', 'qos', 'constraint', 'max_requeues'):
         if getattr(args, key) is not None:
@@ -143,9 +107,23 @@ def slurm_resources(args: argparse.Namespace, suite_file: str):
         extra[key] = value
     unknown = set(options) - set(SlurmResources.__dataclass_fields__)
     if unknown:
-        raise SuiteError(f"suite file '{suite_file}': slurm has unknown keys {sorted(unknown)}; "
-                         f'known: {sorted(SlurmResources.__dataclass_fields__)}')
+        raise SuiteError(f"suite file '{plan.suite_file}': slurm has unknown keys "
+                         f'{sorted(unknown)}; known: {sorted(SlurmResources.__dataclass_fields__)}')
     return SlurmResources(**options, extra=extra)
+
+
+def make_executor(args: argparse.Namespace, plan: Plan) -> Executor:
+    """The executor the command line asks for."""
+    if args.launcher == 'pytorch':
+        from .torchrun import TorchrunExecutor
+        return TorchrunExecutor(args.gpus)
+    if args.launcher == 'slurm':
+        from .slurm import SlurmExecutor, require_slurm
+        require_slurm()
+        return SlurmExecutor(slurm_resources(args, plan), wait=args.wait,
+                             poll_s=args.poll_seconds)
+    from .local import LocalExecutor
+    return LocalExecutor(args.jobs, args.threads, args.verbose)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -155,16 +133,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     console = Console(console_stream())
     try:
         plan = load_plan(args.suite, args.work_dir)
-        resources = slurm_resources(args, args.suite) if args.launcher == 'slurm' else None
-        if args.launcher == 'slurm':
-            from .slurm import require_slurm
-            require_slurm()
+        executor = make_executor(args, plan)
     except (SuiteError, FileNotFoundError, RuntimeError) as err:
         console.line(f'error: {err}')
         return 2
     if args.status:
-        from .slurm import print_status, status
-        print_status(status(plan), console)
+        executor.status(plan, console)
         return 0
     if plan.smoke_data and not args.dry_run:
         from ..data import make_smoke_data
@@ -174,9 +148,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                  f'{len(plan.runs) - upstream} fine-tuning: '
                  f'{len({r.config for r in plan.runs if r.stage == "downstream"})} configs x '
                  f'{len(plan.seeds)} seeds); work dir {plan.root}')
-    missing = missing_inputs(plan)
+    missing = plan.missing_inputs()
     if args.dry_run:
-        _dry_run(args, plan, console, resources)
+        executor.dry_run(plan, console)
+        _pilot_power(plan, console, args.target_gain)
         if missing:
             console.line('missing inputs (a real run stops before starting anything):\n  '
                          + '\n  '.join(missing))
@@ -186,32 +161,20 @@ def main(argv: Optional[List[str]] = None) -> int:
                      + "\nSee the README's 'Pretrained weights' and data sections.")
         return 1
     if args.verbose:
-        return _run(args, plan, console, resources)
+        return _run(executor, plan, console, args)
     console.line(f"each run's output goes to its work dir's suite_run.log; the suite's own "
                  f'to {plan.root / "suite.log"}')
     with capture_output(plan.root / 'suite.log'):
-        return _run(args, plan, console, resources)
+        return _run(executor, plan, console, args)
 
 
-def _run(args, plan: Plan, console: Console, resources) -> int:
-    """Carry the plan out with the chosen executor, then report."""
-    failed: List[str] = []
-    if args.launcher == 'none':
-        from .local import run_local
-        failed = run_local(plan, console, args.jobs, args.threads, args.verbose)
-    elif args.launcher == 'pytorch':
-        from .torchrun import run_torchrun
-        failed = run_torchrun(plan, console, args.gpus)
-    else:
-        from .slurm import print_status, submit, wait
-        submit(plan, resources, console)
-        if not args.wait:
-            console.line(f'check with: {sys.argv[0]} {args.suite} --launcher slurm --status '
-                         '(or --wait to block until the jobs end and report)')
-            return 0
-        states = wait(plan, console, args.poll_seconds)
-        failed = [s.run.name for s in states if s.state != 'done']
-        print_status([s for s in states if s.state != 'done'], console)
+def _run(executor: Executor, plan: Plan, console: Console, args) -> int:
+    """Carry the plan out, then report."""
+    failed = executor.carry_out(plan, console)
+    if failed is None:
+        console.line(f'check with: {sys.argv[0]} {args.suite} --launcher {args.launcher} '
+                     '--status (or --wait to block until the jobs end and report)')
+        return 0
     code = finish(plan, console, args.target_gain)
     if failed:
         console.line(f'{len(failed)} run{"s" * (len(failed) > 1)} did not finish: '
@@ -220,26 +183,17 @@ def _run(args, plan: Plan, console: Console, resources) -> int:
     return code
 
 
-def _dry_run(args, plan: Plan, console: Console, resources) -> None:
-    """What would run; and, where the work dir already holds runs of the suite (a pilot), the
-    gains the planned seeds can detect."""
-    from .job import is_done
-    if args.launcher == 'slurm':
-        from .slurm import submit
-        submit(plan, resources, console, dry_run=True)
-    else:
-        from .torchrun import commands, show
-        for run in plan.runs:
-            status = ('done' if is_done(run) else
-                      'resume' if (run.work_dir / 'last_checkpoint').exists() else 'new')
-            pretrained = run.weights.describe() if run.weights else None
-            for cmd in commands(run, args.launcher, pretrained):
-                console.line(f'[{status}] {show(cmd)}')
-    if plan.root.is_dir():
-        from ..results import build_table, collect_runs
-        from ..results.report import power_lines
-        lines = power_lines(build_table(*collect_runs([plan.root])).rows, args.target_gain,
-                            seeds=len(plan.seeds))
-        if len(lines) > 2:
-            console.line(f'power, from the runs already in {plan.root} (a pilot), for '
-                         f'{len(plan.seeds)} seeds:\n' + '\n'.join(lines))
+def _pilot_power(plan: Plan, console: Console, target_gain: float) -> None:
+    """Where the work dir already holds finished runs of the suite (a pilot): the gains the
+    planned seeds can detect."""
+    from ..results.report import power_lines
+    from ..results.runs import read_run_dirs
+    from ..results.table import build_table
+    finished = [r.work_dir for r in plan.runs if RunDir(r.work_dir).finished]
+    if not finished:
+        return
+    lines = power_lines(build_table(*read_run_dirs(finished)).rows, target_gain,
+                        seeds=len(plan.seeds))
+    if len(lines) > 2:
+        console.line(f'power, from the runs already in {plan.root} (a pilot), for '
+                     f'{len(plan.seeds)} seeds:\n' + '\n'.join(lines))

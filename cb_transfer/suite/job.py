@@ -1,44 +1,34 @@
-"""One planned run's work, whichever executor carries it out, and its state as its work dir tells.
+"""One planned run's work, whichever executor carries it out: train, test, record.
 
 The work: train (resuming from the newest readable checkpoint when the work dir has one), test the
-checkpoint training ended with, and record that the run is done (``suite_done.json``: the final
-checkpoint, the iteration reached, the test metrics, the weights it started from). A downstream
-run that starts from an upstream run reads that run's record when it starts, not when it is
-planned or submitted, so that a Slurm job queued behind its upstream job picks up the checkpoint
-the upstream job ended with.
+checkpoint training ended with, and write the run's record (:class:`cb_transfer.run_dir.RunRecord`)
+with :func:`record_run`, the one writer of records, the same in every executor (in this process,
+a worker, each torchrun or Slurm task: rank 0 writes, after a barrier). A downstream run that
+starts from an upstream run reads that run's record when it starts, not when it is planned or
+submitted, so that a Slurm job queued behind its upstream job picks up the checkpoint the upstream
+job ended with.
+
+``python -m cb_transfer.suite.job SUITE --work-dir ROOT --run NAME --launcher pytorch`` is the
+same work for one run of a suite, in each process that torchrun starts.
 """
-import json
+import argparse
 import os
+import socket
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
-from .plan import PlannedRun
-
-DONE = 'suite_done.json'
-
-
-def done_record(work_dir: Path) -> Optional[dict]:
-    """What a finished run recorded, or None while it is not finished."""
-    path = Path(work_dir) / DONE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None  # written by a run that died while writing it: not finished
+from ..experiment import arm_options
+from ..run_dir import RunDir, RunRecord, now
+from .plan import PlannedRun, load_plan
 
 
-def is_done(run: PlannedRun) -> bool:
-    return done_record(run.work_dir) is not None
-
-
-def upstream_checkpoint(work_dir: Path, name: str) -> str:
-    """The checkpoint the upstream run in ``work_dir`` ended with."""
-    record = done_record(work_dir)
+def upstream_checkpoint(run: PlannedRun) -> str:
+    """The checkpoint the upstream run that ``run`` starts from ended with (from its record)."""
+    record = RunDir(run.weights.work_dir).record
     if record is None:
-        raise RuntimeError(f'this run starts from the last checkpoint of the upstream run {name} '
-                           f'({work_dir}), which has not finished')
-    return record['checkpoint']
+        raise RuntimeError(f'this run starts from the last checkpoint of the upstream run '
+                           f'{run.weights.run} ({run.weights.work_dir}), which has not finished')
+    return record.checkpoint
 
 
 def resolve_weights(run: PlannedRun) -> Optional[str]:
@@ -47,38 +37,55 @@ def resolve_weights(run: PlannedRun) -> Optional[str]:
         return None
     if run.weights.file:
         return run.weights.file
-    return upstream_checkpoint(run.weights.work_dir, run.weights.run)
+    return upstream_checkpoint(run)
 
 
-def iteration_reached(work_dir: Path) -> Optional[int]:
-    """The last training step a run logged (from mmengine's scalars, any start)."""
-    last = None
-    for scalars in sorted(Path(work_dir).glob('*/vis_data/scalars.json')):
-        for line in scalars.read_text().splitlines():
-            if '"loss"' not in line:
-                continue
-            try:
-                step = json.loads(line).get('step')
-            except json.JSONDecodeError:
-                continue
-            if isinstance(step, int):
-                last = step if last is None else max(last, step)
-    return last
+def weights_provenance(run: PlannedRun, cfg) -> Optional[dict]:
+    """Where the run's backbone started, as data: the file the config loads (path, name,
+    SHA-256, whether the model that wrote it used CB) and the planned run that wrote it; None
+    when the backbone trains from scratch."""
+    from ..models.pretrained import describe_weights
+    init = (cfg.model.get('backbone') or {}).get('init_cfg') or {}
+    if init.get('type') != 'Pretrained':
+        return None
+    return dict(describe_weights(init['checkpoint']),
+                upstream_run=run.weights.run if run.weights else None)
+
+
+def record_run(run: PlannedRun, cfg, runner, checkpoint: Path, metrics: dict,
+               launcher: str) -> RunRecord:
+    """The run's record, written atomically by rank 0 (the caller has met the other ranks at a
+    barrier): the one writer of records."""
+    from ..launch import rank, world_size
+    run_dir = RunDir(run.work_dir)
+    record = RunRecord(
+        name=run.name, suite=run.suite, stage=run.stage, arm=run.arm,
+        backbone=arm_options(cfg.to_dict()), protocol=run.protocol, seed=run.seed,
+        config=run.config, checkpoint=str(checkpoint), iterations=int(runner.iter),
+        metrics={k: float(v) for k, v in metrics.items()},
+        weights=weights_provenance(run, cfg),
+        cost=dict(seconds_per_iter=run_dir.seconds_per_iter(), iterations=int(runner.iter),
+                  processes=world_size()),
+        launcher=launcher, host=socket.gethostname(), finished=now())
+    if rank() == 0:
+        run_dir.write_record(record)
+    return record
 
 
 def execute(run: PlannedRun, launcher: str = 'none', hooks: Sequence = (),
-            log_level: Optional[str] = None) -> dict:
-    """Train ``run`` (resuming where it stopped), test its last checkpoint, record it as done.
+            log_level: Optional[str] = None) -> RunRecord:
+    """Train ``run`` (resuming where it stopped), test its last checkpoint, record it.
 
     Args:
-        launcher: mmengine's launcher: 'none' in this process, 'slurm' in a Slurm job's tasks.
+        launcher: mmengine's launcher: 'none' in this process, 'pytorch' under torchrun,
+            'slurm' in a Slurm job's tasks.
         hooks: Extra mmengine hooks (instances) for training, such as the console's progress.
         log_level: Override the config's log level.
 
     Returns:
-        The done record.
+        The run's record.
     """
-    from ..launch import load_config, test, train
+    from ..launch import barrier, load_config, test, train
     pretrained = resolve_weights(run)
 
     def config():
@@ -88,13 +95,32 @@ def execute(run: PlannedRun, launcher: str = 'none', hooks: Sequence = (),
             cfg.log_level = log_level
         return cfg
 
-    runner = train(config(), resume=True, hooks=hooks)
-    checkpoint = (run.work_dir / 'last_checkpoint').read_text().strip()
-    metrics = test(config(), checkpoint)
-    record = dict(name=run.name, checkpoint=checkpoint, iters=runner.iter,
-                  metrics={k: float(v) for k, v in metrics.items()}, pretrained=pretrained)
-    if int(os.environ.get('RANK', '0')) == 0:
-        partial = run.work_dir / (DONE + '.partial')
-        partial.write_text(json.dumps(record, indent=2))
-        partial.replace(run.work_dir / DONE)
+    cfg = config()
+    runner = train(cfg, resume=True, hooks=hooks)
+    barrier()  # rank 0 saved the last checkpoint
+    checkpoint = RunDir(run.work_dir).last_checkpoint()
+    metrics = test(config(), str(checkpoint))
+    record = record_run(run, cfg, runner, checkpoint, metrics, launcher)
+    barrier()  # nobody reads the record before it is whole
     return record
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """One run of a suite, in each process torchrun starts (the torchrun executor's command)."""
+    from ..launch import distributed_session, forget_tools_dir
+    forget_tools_dir()
+    parser = argparse.ArgumentParser(description='Carry out one run of a suite (the torchrun '
+                                     "executor's command, in each process)")
+    parser.add_argument('suite')
+    parser.add_argument('--work-dir', required=True)
+    parser.add_argument('--run', required=True, help="the run's name in the plan")
+    parser.add_argument('--launcher', default='pytorch', choices=('none', 'pytorch', 'slurm'))
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', '0')
+    run = load_plan(args.suite, args.work_dir).run(args.run)
+    with distributed_session():
+        execute(run, launcher=args.launcher)
+
+
+if __name__ == '__main__':
+    main()

@@ -10,6 +10,10 @@ same numbers; another thread count gives other rounding, so other numbers.
 
 The console shows the suite's own lines; each run's output (mmengine's log, library warnings,
 pycocotools' tables) goes to ``<run work dir>/suite_run.log`` unless ``verbose``.
+
+Why not submitit's ``AutoExecutor(cluster='local')``: it starts a fresh interpreter per run and
+reports nothing until the run ends, where this executor's workers stay warm (a run's imports and
+Runner start cost seconds) and stream each run's progress to one console line.
 """
 import contextlib
 import functools
@@ -17,7 +21,6 @@ import json
 import multiprocessing
 import os
 import queue
-import shutil
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -25,9 +28,10 @@ from typing import Dict, List, Optional
 
 from mmengine.hooks import Hook
 
-from ..engine.checkpoints import find_resumable_checkpoint
+from ..run_dir import RunDir, RunHeld
 from .console import Console, capture_output, clock
-from .job import execute, is_done
+from .executor import Executor
+from .job import execute
 from .plan import Plan, PlannedRun
 
 RUN_LOG = 'suite_run.log'
@@ -120,7 +124,7 @@ class _InThisProcess:
         return None
 
 
-def _work(run: PlannedRun, verbose: bool) -> dict:
+def _work(run: PlannedRun, verbose: bool):
     """A worker's job: one run, its output in the run's log."""
     log = run.work_dir / RUN_LOG
     with contextlib.nullcontext() if verbose else capture_output(log):
@@ -167,8 +171,32 @@ class _Board:
                             force=it == of)
 
 
-def run_local(plan: Plan, console: Console, jobs: Optional[int] = None,
-              threads: Optional[int] = None, verbose: bool = False) -> List[str]:
+class LocalExecutor(Executor):
+    """The unfinished runs on this machine, ``jobs`` at a time (see the module's docstring).
+
+    Each run is claimed before it starts (:meth:`cb_transfer.run_dir.RunDir.claim`); a run held
+    by another live process (a second invocation on the same work dir, a Slurm job) is waited
+    for, and the runs that start from it wait with it.
+    """
+
+    def __init__(self, jobs: Optional[int] = None, threads: Optional[int] = None,
+                 verbose: bool = False) -> None:
+        self.jobs = jobs or default_jobs()
+        self.threads = threads or max(1, (os.cpu_count() or 1) // self.jobs)
+        self.verbose = verbose
+
+    def describe(self, plan: Plan, run: PlannedRun) -> str:
+        weights = f' from {run.weights.describe()}' if run.weights else ''
+        return (f'{run.name}: train and test {run.config_name} (seed {run.seed}){weights} in '
+                f'{"this process" if self.jobs == 1 else "a worker process"}, '
+                f'{self.threads} thread{"s" * (self.threads > 1)}')
+
+    def carry_out(self, plan: Plan, console: Console) -> List[str]:
+        return run_local(plan, console, self.jobs, self.threads, self.verbose)
+
+
+def run_local(plan: Plan, console: Console, jobs: int, threads: int,
+              verbose: bool = False) -> List[str]:
     """Run every unfinished run of ``plan`` on this machine, each after the run it starts from.
     A run that fails is reported with its log and the error, and the runs that start from it are
     skipped; the others go on.
@@ -176,9 +204,7 @@ def run_local(plan: Plan, console: Console, jobs: Optional[int] = None,
     Returns:
         The names of the runs that failed or could not start.
     """
-    jobs = jobs or default_jobs()
-    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
-    todo = [r for r in plan.runs if not is_done(r)]
+    todo = [r for r in plan.runs if not RunDir(r.work_dir).finished]
     if not todo:
         return []
     board = _Board(console, {r.name: max_iters(r) for r in todo})
@@ -186,7 +212,7 @@ def run_local(plan: Plan, console: Console, jobs: Optional[int] = None,
                  f'{threads} thread{"s" * (threads > 1)} each')
     numbers = {r.name: i for i, r in enumerate(todo, 1)}
     label = {r.name: f'[{numbers[r.name]}/{len(todo)}] {r.name}' for r in todo}
-    waiting, running, failed, started = list(todo), {}, [], {}
+    waiting, running, failed, started, held = list(todo), {}, [], {}, {}
     if jobs == 1:  # no worker to start: each run here, in turn, its progress shown at once
         progress, pool = None, _InThisProcess(_ShowAtOnce(board), threads)
     else:
@@ -198,21 +224,41 @@ def run_local(plan: Plan, console: Console, jobs: Optional[int] = None,
         while waiting or running:
             for run in list(waiting):
                 upstream = plan.upstream_of(run)
-                if upstream is not None and upstream.name in failed:
+                run_dir = RunDir(run.work_dir)
+                if run_dir.finished:  # by the invocation that held it
+                    waiting.remove(run)
+                    console.line(f'{label[run.name]}: done by {held.pop(run.name)}')
+                elif upstream is not None and upstream.name in failed:
                     waiting.remove(run)
                     failed.append(run.name)
                     console.line(f'{label[run.name]}: skipped, its upstream run {upstream.name} '
                                  'failed')
-                elif len(running) < jobs and (upstream is None or is_done(upstream)):
+                elif len(running) < jobs and (upstream is None
+                                              or RunDir(upstream.work_dir).finished):
+                    try:
+                        taken_over = run_dir.claim()
+                    except RunHeld as err:
+                        if run.name not in held:
+                            held[run.name] = err.holder.describe()
+                            console.line(f'{label[run.name]}: held by {held[run.name]}; '
+                                         'waiting for it')
+                        continue
+                    held.pop(run.name, None)
                     waiting.remove(run)
-                    console.line(f'{label[run.name]}: {_prepare(run, verbose)}')
+                    if taken_over is not None:
+                        console.line(f'{label[run.name]}: took over the claim of '
+                                     f'{taken_over.describe()}, which is no longer running')
+                    console.line(f'{label[run.name]}: {_prepare(run_dir, verbose)}')
                     running[pool.submit(_work, run, verbose)] = run
                     started[run.name] = time.time()
                     board.begin(run.name, label[run.name])
             finished, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+            if not running and waiting:
+                time.sleep(0.5)  # only runs held elsewhere, or waiting on them
             _drain(progress, board)
             for future in finished:
                 run = running.pop(future)
+                RunDir(run.work_dir).release()
                 board.end(run.name)
                 log = run.work_dir / RUN_LOG
                 try:
@@ -224,22 +270,22 @@ def run_local(plan: Plan, console: Console, jobs: Optional[int] = None,
                 else:
                     console.line(f'{label[run.name]}: done in '
                                  f'{clock(time.time() - started[run.name])}, '
-                                 f'{_summary(record["metrics"])}')
+                                 f'{_summary(record.metrics)}')
     return failed
 
 
-def _prepare(run: PlannedRun, verbose: bool) -> str:
-    """Clear the work dir of a run that died before its first checkpoint; say where the run
-    starts (and why a newer checkpoint was passed over)."""
-    checkpoint, skipped = find_resumable_checkpoint(run.work_dir)
-    if checkpoint is None and run.work_dir.exists():
-        shutil.rmtree(run.work_dir)
+def _prepare(run_dir: RunDir, verbose: bool) -> str:
+    """Move aside an attempt that left no checkpoint to resume from (its logs kept); say where
+    the run starts (and why a newer checkpoint was passed over)."""
+    checkpoint, skipped = run_dir.resumable_checkpoint()
     note = f'resuming from {checkpoint.name}' if checkpoint else 'starting'
+    if checkpoint is None:
+        moved = run_dir.move_aside()
+        if moved is not None:
+            note += f' afresh (the earlier attempt, which left no checkpoint, moved to {moved})'
     if skipped:
         note += ' (' + '; '.join(skipped) + ')'
-    return note + ('' if verbose else f', log: {run.work_dir / RUN_LOG}')
-
-
+    return note + ('' if verbose else f', log: {run_dir.path / RUN_LOG}')
 def _drain(progress: Optional[multiprocessing.Queue], board: _Board) -> None:
     while progress is not None:
         try:

@@ -29,8 +29,10 @@ A downstream entry's ``weights`` says where each arm starts, and so which protoc
                                                protocol the config names
 
 Two arms from different kinds of source (a public plain checkpoint against an in-house CB run)
-would confound the recipe with CB, and the plan refuses them. Every run carries its protocol as the
-config key ``protocol``, so that the result tables never pair arms of different protocols.
+would confound the recipe with CB, and the plan refuses them; so it does arms that are not twins
+(configs that differ in more than CB and their weights, by the rule the tables pair runs with,
+:func:`cb_transfer.experiment.differences`). Every run carries its protocol as the config key
+``protocol``, so that the result tables never pair arms of different protocols.
 
 Work dirs: ``<root>/upstream/<config>/seed<N>`` and ``<root>/<protocol>/<config>/seed<N>``.
 """
@@ -40,6 +42,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from mmengine.config import Config
+
+from ..experiment import differences
 
 REPO = Path(__file__).resolve().parents[2]
 SUITES = REPO / 'configs' / 'suites'
@@ -68,6 +72,7 @@ class Weights:
 class PlannedRun:
     """One training run (then its test): everything an executor needs, nothing it must look up."""
     name: str                      # e.g. 'two-stage/upernet_..._ade20k-64x64/seed0'
+    suite: str                     # the suite's name (its file's stem)
     stage: str                     # 'upstream' or 'downstream'
     arm: str                       # 'plain' or 'cb'
     config: str                    # absolute path
@@ -100,6 +105,7 @@ class Plan:
     runs: List[PlannedRun]
     seeds: List[int]
     smoke_data: bool = False
+    slurm: Dict = field(default_factory=dict)   # the suite file's slurm = dict(...)
 
     def run(self, name: str) -> PlannedRun:
         return next(r for r in self.runs if r.name == name)
@@ -111,6 +117,54 @@ class Plan:
     @property
     def configs(self) -> List[str]:
         return sorted({r.config for r in self.runs})
+
+    @property
+    def name(self) -> str:
+        return Path(self.suite_file).stem
+
+    def missing_inputs(self) -> List[str]:
+        """Data and pretrained files the runs read that are not there (relative to the current
+        directory), each with the configs that need it. A checkpoint that an upstream run of the
+        plan will write is not missing."""
+        needed_by: Dict[str, List[str]] = {}
+        by_config: Dict[str, List[PlannedRun]] = {}
+        for run in self.runs:
+            by_config.setdefault(run.config, []).append(run)
+        for config, runs in sorted(by_config.items()):
+            cfg = Config.fromfile(config)
+            wanted = _data_files(cfg)
+            for run in runs:
+                if run.weights is not None:
+                    if run.weights.file:
+                        wanted.append(run.weights.file)
+                    continue
+                init = (cfg.model.get('backbone') or {}).get('init_cfg') or {}
+                if init.get('type') == 'Pretrained':
+                    wanted.append(init['checkpoint'])
+            for path in sorted(set(map(osp.normpath, wanted))):
+                if not osp.exists(path):
+                    needed_by.setdefault(path, []).append(Path(config).name)
+        return [f'{path}  (needed by {len(configs)} config{"s" * (len(configs) > 1)}, e.g. '
+                f'{configs[0]})' for path, configs in sorted(needed_by.items())]
+
+
+def _data_files(cfg: Config) -> List[str]:
+    """The annotation files and image folders a config's data loaders and evaluators read."""
+    wanted = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset') or {}
+        while 'dataset' in dataset:
+            dataset = dataset['dataset']
+        root = dataset.get('data_root', '')
+        if dataset.get('ann_file'):
+            wanted.append(osp.join(root, dataset['ann_file']))
+        prefix = dataset.get('data_prefix') or dataset.get('split') or {}
+        wanted += [osp.join(root, p) for p in
+                   (prefix.values() if isinstance(prefix, dict) else [prefix])]
+    for evaluator in ('val_evaluator', 'test_evaluator'):
+        if isinstance(cfg.get(evaluator), dict) and cfg[evaluator].get('ann_file'):
+            wanted.append(cfg[evaluator]['ann_file'])
+    return wanted
 
 
 def _resolve_config(config: str, where: str) -> str:
@@ -142,6 +196,23 @@ def _source(spec: str, upstream: Dict[str, Dict[str, PlannedRun]], where: str) -
         raise SuiteError(f"{where}: '{spec}' is neither an upstream run (NAME.plain or NAME.cb; "
                          f'upstream here: {sorted(upstream) or "none"}) nor a checkpoint file')
     return Weights(file=spec)
+
+
+def _check_twins(arms: Dict[str, str], options_for, where: str) -> None:
+    """Refuse arms whose configs (with the suite's options) differ in more than CB and where
+    their weights come from, naming the first keys that differ."""
+    if len(arms) < 2:
+        return
+    resolved = {}
+    for arm, config in arms.items():
+        cfg = Config.fromfile(config)
+        cfg.merge_from_dict(options_for(config))
+        resolved[arm] = cfg.to_dict()
+    found = differences(resolved['plain'], resolved['cb'])
+    if found:
+        raise SuiteError(f'{where}: the arms are not twins: besides CB and their weights, '
+                         f'{Path(arms["plain"]).name} and {Path(arms["cb"]).name} differ in\n  '
+                         + '\n  '.join(found))
 
 
 def _weights(entry: dict, arms: Dict[str, str], upstream: Dict[str, Dict[str, PlannedRun]],
@@ -195,7 +266,8 @@ def load_plan(suite_file: str, work_dir: Optional[str] = None) -> Plan:
     for key in ('downstream', 'seeds'):
         if key not in suite:
             raise SuiteError(f"{where} has no '{key}'")
-    root = Path(work_dir or suite.get('work_dir') or f'work_dirs/suite_{Path(suite_file).stem}')
+    suite_name = Path(suite_file).stem
+    root = Path(work_dir or suite.get('work_dir') or f'work_dirs/suite_{suite_name}')
     options = suite.get('cfg_options') or {}
 
     def options_for(config: str) -> dict:
@@ -210,9 +282,12 @@ def load_plan(suite_file: str, work_dir: Optional[str] = None) -> Plan:
         if not isinstance(entry, dict):
             raise SuiteError(f'{pair_where}: give dict(plain=CONFIG, cb=CONFIG)')
         upstream[name] = {}
-        for arm, config in _arms(entry, pair_where).items():
+        arms = _arms(entry, pair_where)
+        _check_twins(arms, options_for, pair_where)
+        for arm, config in arms.items():
             run = PlannedRun(
-                name=f'{UPSTREAM}/{Path(config).stem}/seed{seed}', stage='upstream', arm=arm,
+                name=f'{UPSTREAM}/{Path(config).stem}/seed{seed}', suite=suite_name,
+                stage='upstream', arm=arm,
                 config=config, seed=seed, protocol=PRETRAINING,
                 work_dir=root / UPSTREAM / Path(config).stem / f'seed{seed}',
                 options=options_for(config))
@@ -225,6 +300,7 @@ def load_plan(suite_file: str, work_dir: Optional[str] = None) -> Plan:
         if not isinstance(entry, dict):
             raise SuiteError(f'{entry_where}: give dict(plain=CONFIG, cb=CONFIG, weights=...)')
         arms = _arms(entry, entry_where)
+        _check_twins(arms, options_for, entry_where)
         weights, protocol = _weights(entry, arms, upstream, entry_where)
         for arm, config in arms.items():
             arm_protocol = protocol or Config.fromfile(config).get('protocol') or 'as configured'
@@ -233,8 +309,8 @@ def load_plan(suite_file: str, work_dir: Optional[str] = None) -> Plan:
                 if name in {r.name for r in runs}:
                     raise SuiteError(f'{entry_where}: {name} is planned twice')
                 runs.append(PlannedRun(
-                    name=name, stage='downstream', arm=arm, config=config, seed=int(s),
+                    name=name, suite=suite_name, stage='downstream', arm=arm, config=config, seed=int(s),
                     protocol=arm_protocol, work_dir=root / name, options=options_for(config),
                     weights=weights[arm]))
     return Plan(suite_file=suite_file, root=root, runs=runs, seeds=list(suite.seeds),
-                smoke_data=bool(suite.get('smoke_data')))
+                smoke_data=bool(suite.get('smoke_data')), slurm=dict(suite.get('slurm') or {}))

@@ -22,18 +22,25 @@ import re
 import shutil
 import subprocess
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import submitit
+from submitit.core.utils import JobPaths
+from submitit.slurm.slurm import SlurmJobEnvironment
 
+from ..run_dir import RunDir
 from .console import Console, clock
-from .job import done_record, execute, iteration_reached
+from .executor import Executor
+from .job import execute
 from .plan import Plan, PlannedRun
 
 SLURM_DIR = 'slurm'
-JOB_FILE = re.compile(r'^(\d+)_submitted\.pkl$')
+# submitit's name for a submission's pickle, with the job id as the group
+SUBMITTED = re.compile('^' + re.escape(JobPaths('.').submitted_pickle.name).replace('%j', r'(\d+)')
+                       + '$')
 # scontrol's job states, as this executor reports them
 PENDING_STATES = {'PENDING', 'CONFIGURING', 'REQUEUED', 'REQUEUE_HOLD', 'REQUEUE_FED',
                   'RESV_DEL_HOLD', 'SUSPENDED', 'RESIZING'}
@@ -94,28 +101,39 @@ class SlurmResources:
 class SlurmJob(submitit.helpers.Checkpointable):
     """What a job runs (pickled by submitit): :func:`execute` for one run, in every task.
 
-    ``checkpoint`` (submitit's hook for preemption and time limits) resubmits the same call:
-    the work dir holds the progress, so the job resumes from its newest readable checkpoint.
+    The job's rank-0 task claims the run first (a requeued job takes over its own claim); a run
+    held by another live process fails the job, naming the holder. ``checkpoint`` (submitit's
+    hook for preemption and time limits) resubmits the same call: the work dir holds the
+    progress, so the job resumes from its newest readable checkpoint.
     """
 
     def __init__(self, run: PlannedRun, max_requeues: int) -> None:
         self.run, self.max_requeues = run, max_requeues
 
-    def __call__(self) -> dict:
+    def __call__(self):
+        environment = submitit.JobEnvironment()
         restarts = int(os.environ.get('SLURM_RESTART_COUNT', '0'))
         if restarts > self.max_requeues:
             raise RuntimeError(f'{self.run.name}: requeued {restarts} times, more than '
                                f'max_requeues={self.max_requeues}; not going on')
         # one rendezvous port per job, so that jobs sharing a node do not collide
-        job_id = int(os.environ.get('SLURM_ARRAY_JOB_ID') or os.environ['SLURM_JOB_ID'])
-        os.environ.setdefault('MASTER_PORT', str(20000 + job_id % 20000))
+        os.environ.setdefault('MASTER_PORT', str(20000 + int(environment.job_id) % 20000))
         import torch
         if not torch.cuda.is_available() and os.environ.get('SLURM_CPUS_PER_TASK'):
             # the CPUs the job was given, not every core of the node (the thread count changes
             # the rounding, so the local executor's --threads gives the same numbers)
             torch.set_num_threads(int(os.environ['SLURM_CPUS_PER_TASK']))
-        print(f'{self.run.name}: Slurm job {job_id}, restart {restarts}', flush=True)
-        return execute(self.run, launcher='slurm')
+        print(f'{self.run.name}: Slurm job {environment.job_id}, restart {restarts}', flush=True)
+        run_dir = RunDir(self.run.work_dir)
+        if environment.global_rank == 0:
+            taken_over = run_dir.claim()
+            if taken_over is not None:
+                print(f'took over the claim of {taken_over.describe()}', flush=True)
+        try:
+            return execute(self.run, launcher='slurm')
+        finally:
+            if environment.global_rank == 0:
+                run_dir.release()
 
 
 @dataclass
@@ -148,8 +166,13 @@ def job_ids(run: PlannedRun) -> List[str]:
     folder = run.work_dir / SLURM_DIR
     if not folder.is_dir():
         return []
-    ids = [m.group(1) for m in map(JOB_FILE.match, os.listdir(folder)) if m]
+    ids = [m.group(1) for m in map(SUBMITTED.match, os.listdir(folder)) if m]
     return sorted(ids, key=int)
+
+
+def job_paths(run: PlannedRun, job_id: str) -> JobPaths:
+    """submitit's files of a job of ``run`` (its rank-0 task's log and result)."""
+    return JobPaths(run.work_dir / SLURM_DIR, job_id, 0)
 
 
 def scheduler_view(job_id: str) -> Optional[Dict[str, str]]:
@@ -164,7 +187,7 @@ def scheduler_view(job_id: str) -> Optional[Dict[str, str]]:
 
 def _result(run: PlannedRun, job_id: str) -> Optional[str]:
     """'success', the error's last line, or None: what submitit recorded when the job ended."""
-    path = run.work_dir / SLURM_DIR / f'{job_id}_0_result.pkl'
+    path = job_paths(run, job_id).result_pickle
     if not path.is_file():
         return None
     try:
@@ -179,9 +202,10 @@ def run_state(run: PlannedRun) -> RunState:
     """The state of ``run`` from its work dir and the scheduler."""
     ids = job_ids(run)
     job = ids[-1] if ids else None
-    log = run.work_dir / SLURM_DIR / f'{job}_0_log.out' if job else None
-    state = RunState(run, 'not submitted', job, iteration_reached(run.work_dir), log)
-    if done_record(run.work_dir) is not None:
+    run_dir = RunDir(run.work_dir)
+    log = job_paths(run, job).stdout if job else None
+    state = RunState(run, 'not submitted', job, run_dir.iteration_reached(), log)
+    if run_dir.finished:
         state.state = 'done'
         return state
     if job is None:
@@ -208,95 +232,113 @@ def run_state(run: PlannedRun) -> RunState:
     return state
 
 
-def _executor(run: PlannedRun, resources: SlurmResources, dependency: Optional[str]):
-    executor = submitit.SlurmExecutor(folder=run.work_dir / SLURM_DIR,
-                                      max_num_timeout=resources.max_requeues)
-    executor.update_parameters(**resources.sbatch_parameters(run, dependency))
-    return executor
-
-
 def _sbatch_flags(params: dict) -> str:
-    """submitit's parameters as the sbatch options they become."""
+    """submitit's parameters as the sbatch options they become (submitit sets the requeue
+    signal: ``signal_delay_s`` before the time limit)."""
     flags = {k: v for k, v in params.items()
              if k not in ('additional_parameters', 'signal_delay_s')}
-    flags['signal'] = f'{submitit.JobEnvironment._usr_sig().name.replace("SIG", "")}@' \
-                      f'{params["signal_delay_s"]}'
+    flags['signal'] = f'{SlurmJobEnvironment.USR_SIG}@{params["signal_delay_s"]}'
     flags.update(params.get('additional_parameters') or {})
     return ' '.join(f'--{k.replace("_", "-")}={v}' for k, v in flags.items())
 
 
-def submit(plan: Plan, resources: SlurmResources, console: Console,
-           dry_run: bool = False) -> List[RunState]:
-    """Submit every run that is neither finished nor queued (with ``dry_run``, print what would
-    be submitted instead); returns the runs' states afterwards."""
-    require_slurm()
-    states: Dict[str, RunState] = {}
-    jobs: Dict[str, str] = {}      # run name -> the job that will finish it
-    resubmitted = set()
-    for run in plan.runs:
-        state = run_state(run)
-        states[run.name] = state
+def _count(states: Sequence[RunState]) -> str:
+    return ', '.join(f'{n} {s}' for s, n in sorted(Counter(s.state for s in states).items()))
+
+
+class SlurmExecutor(Executor):
+    """Every unfinished run a Slurm job, submitted at once; fine-tuning jobs wait for their
+    pretraining job (``afterok``). With ``wait``, blocks until no job is queued."""
+
+    def __init__(self, resources: SlurmResources, wait: bool = False,
+                 poll_s: float = 30.0) -> None:
+        self.resources, self.wait_for_jobs, self.poll_s = resources, wait, poll_s
+
+    def _executor(self, run: PlannedRun, dependency: Optional[str]) -> submitit.SlurmExecutor:
+        executor = submitit.SlurmExecutor(folder=run.work_dir / SLURM_DIR,
+                                          max_num_timeout=self.resources.max_requeues)
+        executor.update_parameters(**self.resources.sbatch_parameters(run, dependency))
+        return executor
+
+    def describe(self, plan: Plan, run: PlannedRun) -> str:
         upstream = plan.upstream_of(run)
-        waits_on_new_job = upstream is not None and upstream.name in resubmitted
-        if state.state == 'done' or (state.queued and not
-                                     (waits_on_new_job and state.state == 'pending')):
-            if state.queued:
-                jobs[run.name] = state.job_id
-            continue
-        if upstream is not None and states[upstream.name].state in ('failed', 'blocked') \
-                and upstream.name not in resubmitted:
-            continue  # its upstream run could not be submitted
         dependency = None
-        if upstream is not None and states[upstream.name].state != 'done':
-            dependency = f'afterok:{jobs[upstream.name]}'
-        params = resources.sbatch_parameters(run, dependency)
-        resubmitted.add(run.name)
-        if dry_run:
-            console.line(f'[{state.state}] {run.name}: sbatch {_sbatch_flags(params)}')
-            jobs[run.name] = f'<job of {run.name}>'
-            continue
-        if state.queued or state.state == 'blocked':
-            subprocess.run(['scancel', state.job_id], check=False)  # waits on a job that failed
-        job = _executor(run, resources, dependency).submit(SlurmJob(run, resources.max_requeues))
-        jobs[run.name] = job.job_id
-        console.line(f'submitted {run.name}: job {job.job_id}'
-                     + (f' ({dependency})' if dependency else ''))
-        states[run.name] = RunState(run, 'pending', job.job_id, state.iteration,
-                                    run.work_dir / SLURM_DIR / f'{job.job_id}_0_log.out')
-    if not dry_run:
+        if upstream is not None and not RunDir(upstream.work_dir).finished:
+            dependency = f'afterok:<job of {upstream.name}>'
+        return f'{run.name}: sbatch {_sbatch_flags(self.resources.sbatch_parameters(run, dependency))}'
+
+    def dry_run(self, plan: Plan, console: Console) -> None:
+        for run in plan.runs:
+            state = run_state(run)
+            if state.state != 'done' and not state.queued:
+                console.line(f'[{state.state}] {self.describe(plan, run)}')
+
+    def submit(self, plan: Plan, console: Console) -> List[RunState]:
+        """Submit every run that is neither finished nor queued; returns the runs' states
+        afterwards."""
+        require_slurm()
+        states: Dict[str, RunState] = {}
+        jobs: Dict[str, str] = {}      # run name -> the job that will finish it
+        resubmitted = set()
+        for run in plan.runs:
+            state = run_state(run)
+            states[run.name] = state
+            upstream = plan.upstream_of(run)
+            waits_on_new_job = upstream is not None and upstream.name in resubmitted
+            if state.state == 'done' or (state.queued and not
+                                         (waits_on_new_job and state.state == 'pending')):
+                if state.queued:
+                    jobs[run.name] = state.job_id
+                continue
+            if upstream is not None and states[upstream.name].state in ('failed', 'blocked') \
+                    and upstream.name not in resubmitted:
+                continue  # its upstream run could not be submitted
+            dependency = None
+            if upstream is not None and states[upstream.name].state != 'done':
+                dependency = f'afterok:{jobs[upstream.name]}'
+            resubmitted.add(run.name)
+            if state.queued or state.state == 'blocked':
+                subprocess.run(['scancel', state.job_id], check=False)  # waits on a failed job
+            job = self._executor(run, dependency).submit(
+                SlurmJob(run, self.resources.max_requeues))
+            jobs[run.name] = job.job_id
+            console.line(f'submitted {run.name}: job {job.job_id}'
+                         + (f' ({dependency})' if dependency else ''))
+            states[run.name] = RunState(run, 'pending', job.job_id, state.iteration,
+                                        job_paths(run, job.job_id).stdout)
         done = sum(s.state == 'done' for s in states.values())
         queued = sum(s.queued for s in states.values()) - len(resubmitted)
         console.line(f'{len(resubmitted)} job{"s" * (len(resubmitted) != 1)} submitted; '
                      f'{done} run{"s" * (done != 1)} already done, {queued} already queued')
-    return [states[r.name] for r in plan.runs]
+        return [states[r.name] for r in plan.runs]
 
+    def carry_out(self, plan: Plan, console: Console) -> Optional[List[str]]:
+        self.submit(plan, console)
+        if not self.wait_for_jobs:
+            return None
+        states = self.wait(plan, console)
+        unfinished = [s for s in states if s.state != 'done']
+        for state in unfinished:
+            console.line(state.line())
+        return [s.run.name for s in unfinished]
 
-def status(plan: Plan) -> List[RunState]:
-    require_slurm()
-    return [run_state(run) for run in plan.runs]
-
-
-def print_status(states: Sequence[RunState], console: Console) -> None:
-    for state in states:
-        console.line(state.line())
-    counts = {}
-    for state in states:
-        counts[state.state] = counts.get(state.state, 0) + 1
-    console.line(', '.join(f'{n} {s}' for s, n in sorted(counts.items())))
-
-
-def wait(plan: Plan, console: Console, poll_s: float = 10.0) -> List[RunState]:
-    """Block until no run is pending or running, printing a line whenever the counts change."""
-    start, last = time.time(), None
-    while True:
-        states = status(plan)
-        counts = {}
+    def status(self, plan: Plan, console: Console) -> None:
+        require_slurm()
+        states = [run_state(run) for run in plan.runs]
         for state in states:
-            counts[state.state] = counts.get(state.state, 0) + 1
-        summary = ', '.join(f'{n} {s}' for s, n in sorted(counts.items()))
-        if summary != last:
-            console.line(f'[{clock(time.time() - start)}] {summary}')
-            last = summary
-        if not any(s.queued for s in states):
-            return states
-        time.sleep(poll_s)
+            console.line(state.line())
+        console.line(_count(states))
+
+    def wait(self, plan: Plan, console: Console) -> List[RunState]:
+        """Block until no run is pending or running, printing a line whenever the counts
+        change."""
+        start, last = time.time(), None
+        while True:
+            states = [run_state(run) for run in plan.runs]
+            summary = _count(states)
+            if summary != last:
+                console.line(f'[{clock(time.time() - start)}] {summary}')
+                last = summary
+            if not any(s.queued for s in states):
+                return states
+            time.sleep(self.poll_s)

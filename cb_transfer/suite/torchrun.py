@@ -1,68 +1,70 @@
-"""The torchrun executor: each run trains through ``tools/dist_train.sh`` and tests through
-``tools/dist_test.sh`` (``GPUS`` processes, gloo on a machine without CUDA), one run after another.
+"""The torchrun executor: each run is one torchrun launch of ``nproc`` processes (gloo on a
+machine without CUDA), one run after another, each process doing the run's work
+(``python -m cb_transfer.suite.job``: train, test, record, the same work as every executor).
 """
-import json
 import os
 import shlex
 import subprocess
 import sys
-from typing import List, Optional
+from typing import List
 
+from ..run_dir import RunDir, RunHeld
 from .console import Console
-from .job import DONE, is_done, iteration_reached, resolve_weights
-from .plan import REPO, Plan, PlannedRun
-
-LAST_CHECKPOINT = '<last checkpoint>'
-
-
-def commands(run: PlannedRun, launcher: str, pretrained: Optional[str]) -> List[List[str]]:
-    """The commands that train and test ``run``: tools/train.py and tools/test.py
-    (``launcher='none'``) or the torchrun scripts (``'pytorch'``). The test's checkpoint is
-    ``LAST_CHECKPOINT`` until training has ended."""
-    tools = REPO / 'tools'
-    opts = ['--cfg-options', *run.options_as_args()]
-    wd = ['--work-dir', str(run.work_dir)]
-    init = ['--pretrained', pretrained] if pretrained else []
-    if launcher == 'none':
-        train = [sys.executable, str(tools / 'train.py'), run.config, *wd, '--resume', *init, *opts]
-        test = [sys.executable, str(tools / 'test.py'), run.config, LAST_CHECKPOINT, *wd, *init,
-                *opts]
-    else:
-        train = [str(tools / 'dist_train.sh'), run.config, *wd, '--resume', *init, *opts]
-        test = [str(tools / 'dist_test.sh'), run.config, LAST_CHECKPOINT, *wd, *init, *opts]
-    return [train, test]
+from .executor import Executor
+from .plan import Plan, PlannedRun
 
 
 def show(cmd: List[str]) -> str:
     return ' '.join(shlex.quote(str(c)) for c in cmd)
 
 
-def run_torchrun(plan: Plan, console: Console, gpus: int) -> List[str]:
-    """Run every unfinished run through torchrun, in order; returns the runs that failed."""
-    env = dict(os.environ, PYTHON=sys.executable, GPUS=str(gpus))
-    todo = [r for r in plan.runs if not is_done(r)]
-    failed = []
-    for index, run in enumerate(todo, 1):
-        label = f'[{index}/{len(todo)}] {run.name}'
-        upstream = plan.upstream_of(run)
-        if upstream is not None and upstream.name in failed:
-            console.line(f'{label}: skipped, its upstream run {upstream.name} failed')
-            failed.append(run.name)
-            continue
-        pretrained = resolve_weights(run)
-        console.line(f'{label}: {gpus} processes')
-        try:
-            train, test = commands(run, 'pytorch', pretrained)
-            subprocess.run(train, check=True, env=env)
-            checkpoint = (run.work_dir / 'last_checkpoint').read_text().strip()
-            subprocess.run([c if c != LAST_CHECKPOINT else checkpoint for c in test], check=True,
-                           env=env)
-        except subprocess.CalledProcessError as err:
-            failed.append(run.name)
-            console.line(f'{label}: FAILED ({show(err.cmd)} exited {err.returncode})')
-            continue
-        (run.work_dir / DONE).write_text(json.dumps(dict(
-            name=run.name, checkpoint=checkpoint, iters=iteration_reached(run.work_dir),
-            pretrained=pretrained, launcher='pytorch'), indent=2))
-        console.line(f'{label}: done')
-    return failed
+class TorchrunExecutor(Executor):
+    """Runs each unfinished run through torchrun with ``nproc`` processes on this node (more
+    nodes: ``NNODES``, ``NODE_RANK``, ``MASTER_ADDR`` and ``PORT`` in the environment, as for
+    ``tools/dist_train.sh``)."""
+
+    def __init__(self, nproc: int) -> None:
+        self.nproc = nproc
+
+    def command(self, plan: Plan, run: PlannedRun) -> List[str]:
+        env = os.environ
+        return [sys.executable, '-m', 'torch.distributed.run',
+                f'--nnodes={env.get("NNODES", "1")}', f'--node_rank={env.get("NODE_RANK", "0")}',
+                f'--master_addr={env.get("MASTER_ADDR", "127.0.0.1")}',
+                f'--master_port={env.get("PORT", "29500")}', f'--nproc_per_node={self.nproc}',
+                '-m', 'cb_transfer.suite.job', os.path.abspath(plan.suite_file),
+                '--work-dir', os.path.abspath(plan.root), '--run', run.name,
+                '--launcher', 'pytorch']
+
+    def describe(self, plan: Plan, run: PlannedRun) -> str:
+        weights = f' (weights: {run.weights.describe()})' if run.weights else ''
+        return f'{run.name}{weights}: {show(self.command(plan, run))}'
+
+    def carry_out(self, plan: Plan, console: Console) -> List[str]:
+        todo = [r for r in plan.runs if not RunDir(r.work_dir).finished]
+        failed: List[str] = []
+        for index, run in enumerate(todo, 1):
+            label = f'[{index}/{len(todo)}] {run.name}'
+            upstream = plan.upstream_of(run)
+            if upstream is not None and upstream.name in failed:
+                console.line(f'{label}: skipped, its upstream run {upstream.name} failed')
+                failed.append(run.name)
+                continue
+            run_dir = RunDir(run.work_dir)
+            try:
+                run_dir.claim()
+            except RunHeld as err:
+                console.line(f'{label}: not run, {err}')
+                failed.append(run.name)
+                continue
+            console.line(f'{label}: {self.nproc} processes')
+            try:
+                subprocess.run(self.command(plan, run), check=True)
+            except subprocess.CalledProcessError as err:
+                failed.append(run.name)
+                console.line(f'{label}: FAILED ({show(err.cmd)} exited {err.returncode})')
+                continue
+            finally:
+                run_dir.release()
+            console.line(f'{label}: done')
+        return failed
