@@ -28,7 +28,7 @@ import socket
 import statistics
 import subprocess
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .engine.checkpoints import find_resumable_checkpoint
 
@@ -350,10 +350,15 @@ class RunDir:
                                                                  socket.gethostname()):
             (self.path / CLAIM).unlink(missing_ok=True)
 
-    def move_aside(self) -> Optional[Path]:
+    def move_aside(self, keep: Sequence[str] = ()) -> Optional[Path]:
         """Move everything of an unusable attempt (logs included) into ``attempts/<n>/``, so that
-        the run starts afresh with the evidence kept; None when there was nothing to move."""
-        keep = {ATTEMPTS, CLAIM}
+        the run starts afresh with the evidence kept; None when there was nothing to move.
+
+        Args:
+            keep: Names to leave where they are besides the claim (the folder in which a
+                scheduler writes the running job's own logs).
+        """
+        keep = {ATTEMPTS, CLAIM, *keep}
         entries = [p for p in self.path.iterdir() if p.name not in keep] \
             if self.path.is_dir() else []
         if not entries:

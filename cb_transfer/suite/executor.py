@@ -8,7 +8,7 @@ its work dir (:class:`cb_transfer.run_dir.RunDir`), never from a list an executo
 """
 import abc
 from collections import Counter
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from ..run_dir import RunDir
 from .console import Console
@@ -25,6 +25,21 @@ def run_state(run: PlannedRun) -> str:
         return f'held by {holder.describe()}'
     checkpoint, _ = run_dir.resumable_checkpoint()
     return f'resume from {checkpoint.name}' if checkpoint else 'new'
+
+
+def prepare(run_dir: RunDir, keep: Sequence[str] = ()) -> str:
+    """Before a claimed run starts: move aside an attempt that left no checkpoint to resume from
+    (its logs kept; ``keep`` as :meth:`RunDir.move_aside`); returns where the run starts (and why
+    a newer checkpoint was passed over)."""
+    checkpoint, skipped = run_dir.resumable_checkpoint()
+    note = f'resuming from {checkpoint.name}' if checkpoint else 'starting'
+    if checkpoint is None:
+        moved = run_dir.move_aside(keep)
+        if moved is not None:
+            note += f' afresh (the earlier attempt, which left no checkpoint, moved to {moved})'
+    if skipped:
+        note += ' (' + '; '.join(skipped) + ')'
+    return note
 
 
 class Executor(abc.ABC):

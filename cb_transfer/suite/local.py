@@ -30,7 +30,7 @@ from mmengine.hooks import Hook
 
 from ..run_dir import RunDir, RunHeld
 from .console import Console, capture_output, clock
-from .executor import Executor
+from .executor import Executor, prepare
 from .job import execute
 from .plan import Plan, PlannedRun
 
@@ -248,7 +248,8 @@ def run_local(plan: Plan, console: Console, jobs: int, threads: int,
                     if taken_over is not None:
                         console.line(f'{label[run.name]}: took over the claim of '
                                      f'{taken_over.describe()}, which is no longer running')
-                    console.line(f'{label[run.name]}: {_prepare(run_dir, verbose)}')
+                    console.line(f'{label[run.name]}: {prepare(run_dir)}'
+                                 + ('' if verbose else f', log: {run_dir.path / RUN_LOG}'))
                     running[pool.submit(_work, run, verbose)] = run
                     started[run.name] = time.time()
                     board.begin(run.name, label[run.name])
@@ -274,18 +275,7 @@ def run_local(plan: Plan, console: Console, jobs: int, threads: int,
     return failed
 
 
-def _prepare(run_dir: RunDir, verbose: bool) -> str:
-    """Move aside an attempt that left no checkpoint to resume from (its logs kept); say where
-    the run starts (and why a newer checkpoint was passed over)."""
-    checkpoint, skipped = run_dir.resumable_checkpoint()
-    note = f'resuming from {checkpoint.name}' if checkpoint else 'starting'
-    if checkpoint is None:
-        moved = run_dir.move_aside()
-        if moved is not None:
-            note += f' afresh (the earlier attempt, which left no checkpoint, moved to {moved})'
-    if skipped:
-        note += ' (' + '; '.join(skipped) + ')'
-    return note + ('' if verbose else f', log: {run_dir.path / RUN_LOG}')
+
 def _drain(progress: Optional[multiprocessing.Queue], board: _Board) -> None:
     while progress is not None:
         try:

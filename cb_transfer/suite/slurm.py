@@ -33,7 +33,7 @@ from submitit.slurm.slurm import SlurmJobEnvironment
 
 from ..run_dir import RunDir
 from .console import Console, clock
-from .executor import Executor
+from .executor import Executor, prepare
 from .job import execute
 from .plan import Plan, PlannedRun
 
@@ -125,10 +125,11 @@ class SlurmJob(submitit.helpers.Checkpointable):
             torch.set_num_threads(int(os.environ['SLURM_CPUS_PER_TASK']))
         print(f'{self.run.name}: Slurm job {environment.job_id}, restart {restarts}', flush=True)
         run_dir = RunDir(self.run.work_dir)
-        if environment.global_rank == 0:
+        if environment.global_rank == 0:  # before the other tasks meet it in the process group
             taken_over = run_dir.claim()
             if taken_over is not None:
                 print(f'took over the claim of {taken_over.describe()}', flush=True)
+            print(f'{self.run.name}: {prepare(run_dir, keep=[SLURM_DIR])}', flush=True)
         try:
             return execute(self.run, launcher='slurm')
         finally:

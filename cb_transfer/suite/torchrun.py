@@ -10,7 +10,7 @@ from typing import List
 
 from ..run_dir import RunDir, RunHeld
 from .console import Console
-from .executor import Executor
+from .executor import Executor, prepare
 from .plan import Plan, PlannedRun
 
 
@@ -57,7 +57,7 @@ class TorchrunExecutor(Executor):
                 console.line(f'{label}: not run, {err}')
                 failed.append(run.name)
                 continue
-            console.line(f'{label}: {self.nproc} processes')
+            console.line(f'{label}: {prepare(run_dir)}, {self.nproc} processes')
             try:
                 subprocess.run(self.command(plan, run), check=True)
             except subprocess.CalledProcessError as err:
