@@ -70,6 +70,8 @@ class RunRecord:
         backbone: The arm's backbone options (``cb``, ``cb_position``, ...).
         protocol: What the comparison measures (two-stage, cb-at-finetune, ...).
         seed: The run's seed.
+        pair: The pretraining pair the run belongs to (the pair's seed), None where no upstream
+            run of the suite fed it.
         config: The config file it trained.
         checkpoint: The checkpoint training ended with (the one tested).
         iterations: Training iterations done.
@@ -78,7 +80,8 @@ class RunRecord:
             ``pretrained_with_cb`` (from the checkpoint, where it tells) and ``upstream_run``
             (the planned run that wrote it); None when trained from scratch.
         cost: ``seconds_per_iter`` (median of mmengine's logged times), ``iterations`` and
-            ``processes``: what the run cost, for planning the next one.
+            ``processes``, ``device`` ('cuda' or 'cpu'): what the run cost, for planning the
+            next one.
         launcher: mmengine's launcher (none, pytorch, slurm).
         host: Where rank 0 ran.
         finished: When the record was written.
@@ -90,6 +93,7 @@ class RunRecord:
     backbone: dict
     protocol: str
     seed: int
+    pair: Optional[int]
     config: str
     checkpoint: str
     iterations: int

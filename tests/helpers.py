@@ -34,7 +34,8 @@ SITE = Path(sysconfig.get_paths()['purelib'])  # where mmseg and mmdet are insta
 SEG_ITERS = 40  # the fine-tuning runs that get interrupted: a checkpoint every 10 iterations
 REDUCED = '''
 _base_ = {smoke!r}
-seeds = [0, 1]
+upstream_seeds = [0, 1]
+seeds = [0]
 _up_short = {{'train_cfg.max_epochs': 2, 'train_cfg.val_interval': 1,
               'default_hooks.checkpoint.interval': 1, 'param_scheduler.1.end': 2}}
 _seg_short = {{'train_cfg.max_iters': {seg_iters}, 'train_cfg.val_interval': {seg_val},

@@ -11,6 +11,7 @@ from timm.utils import AttentionExtract
 
 from cb_transfer.analysis import AttentionRecorder, map_statistics, patch_distances
 from cb_transfer.analysis.cli import main as attention_main
+from cb_transfer.analysis.report import summary_markdown
 from cb_transfer.models import ViT
 
 
@@ -100,9 +101,10 @@ def test_the_main_job_measured_every_arm_it_trained(local_suite):
     """Upstream classifiers and downstream mmseg and mmdet models, plain and +CB."""
     results = json.loads((local_suite.work_dir / 'attention' / 'attention.json').read_text())
     entries = results['checkpoints']
-    assert len(entries) == 10
-    assert {(e['task'], e['arm']) for e in entries} == {
-        (t, a) for t in ('classification', 'segmentation', 'detection') for a in ('plain', '+CB')}
+    assert len(entries) == 12
+    assert {(e['task'], e['arm'], e['pair']) for e in entries} == {
+        (t, a, p) for t in ('classification', 'segmentation', 'detection')
+        for a in ('plain', '+CB') for p in (0, 1)}
     for entry in entries:
         assert entry['images'] == 8 and len(entry['layers']) == 4
         values = [v for layer in entry['layers'] for s in layer.values() for v in s]
@@ -112,6 +114,9 @@ def test_the_main_job_measured_every_arm_it_trained(local_suite):
     assert detection['size'] == [128, 128] and detection['tokens'] == 1 + 16 * 16
     report = (local_suite.work_dir / 'report.md').read_text()
     assert '## Attention' in report and "the paper's measure" in report
+    # averaged over each pair's seeds, then mean ± std over the pairs
+    assert 'plain: 2 checkpoints of 2 pairs; +CB: 2 checkpoints of 2 pairs' in report
+
     assert (local_suite.work_dir / 'attention' / 'attention.png').read_bytes()[:4] == b'\x89PNG'
 
 
@@ -124,7 +129,7 @@ def test_the_tool_reads_a_downstream_checkpoint_and_names_bad_inputs(local_suite
         captured = capsys.readouterr()
         return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
 
-    det = next(local_suite.work_dir.glob('two-stage/mask-rcnn*-cb_*/seed0'))
+    det = next(local_suite.work_dir.glob('two-stage/mask-rcnn*-cb_*/pair0/seed0'))
     checkpoint = (det / 'last_checkpoint').read_text().strip()
     images = tmp_path / 'images'
     images.mkdir()
@@ -144,3 +149,19 @@ def test_the_tool_reads_a_downstream_checkpoint_and_names_bad_inputs(local_suite
     proc = run_tool(checkpoint, '--images', images)
     assert proc.returncode == 2
     assert f"cannot read image '{images / 'broken.jpg'}'" in proc.stderr
+
+
+def test_the_summary_averages_each_pairs_seeds_then_takes_the_spread_over_pairs():
+    def entry(arm, pair, seed, entropy):
+        return dict(experiment='seg', task='segmentation', arm=arm, pair=pair, seed=seed,
+                    images=8, size=[64, 64], tokens=65, uniform_distance=33.1,
+                    layers=[dict(entropy=[entropy, entropy], gap=[0.0, 0.0],
+                                 distance=[1.0, 1.0], nmi=[0.0, 0.0])])
+    plain = [entry('plain', 0, 0, 0.90), entry('plain', 0, 1, 0.80),   # pair means 0.85, 0.95
+             entry('plain', 1, 0, 0.96), entry('plain', 1, 1, 0.94)]
+    cb = [entry('+CB', 0, 0, 0.5)]
+    text = summary_markdown(dict(definitions={}, checkpoints=plain + cb))
+    assert 'plain: 4 checkpoints of 2 pairs; +CB: 1 checkpoint of 1 pair' in text
+    row = next(line for line in text.splitlines() if line.startswith('| 0 |'))
+    expected = f'{np.mean([0.85, 0.95]):.3f} ± {np.std([0.85, 0.95], ddof=1):.3f}'
+    assert row.split(' | ')[1] == expected and row.split(' | ')[2] == '0.500'

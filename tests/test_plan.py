@@ -18,28 +18,53 @@ def write(tmp_path: Path, text: str) -> str:
 UPSTREAM_BLOCK = f"upstream = dict(tiny=dict(plain={UPSTREAM[0]!r}, cb={UPSTREAM[1]!r}))\n"
 
 
-def test_two_stage_feeds_each_arm_from_its_own_upstream_run(tmp_path):
+def test_two_stage_feeds_each_arm_from_its_own_pairs_upstream_run(tmp_path):
     plan = load_plan(write(tmp_path, UPSTREAM_BLOCK + f'''
+upstream_seeds = [0, 1]
 downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='tiny')]
 seeds = [0, 1]
 cfg_options = {{{SEG[0]!r}: {{'train_cfg.max_iters': 7}}, {SEG[1]!r}: {{'train_cfg.max_iters': 7}},
                '*': {{'a': 1}}}}
 '''), work_dir='root')
-    upstream = plan.runs[:2]
-    assert [(r.stage, r.arm, r.protocol, r.seed) for r in upstream] == [
-        ('upstream', 'plain', 'pretraining', 0), ('upstream', 'cb', 'pretraining', 0)]
-    assert upstream[0].work_dir == Path('root/upstream') / Path(UPSTREAM[0]).stem / 'seed0'
-    downstream = plan.runs[2:]
-    assert len(downstream) == 4
+    upstream = plan.runs[:4]
+    assert [(r.stage, r.arm, r.protocol, r.seed, r.pair) for r in upstream] == [
+        ('upstream', 'plain', 'pretraining', 0, 0), ('upstream', 'cb', 'pretraining', 0, 0),
+        ('upstream', 'plain', 'pretraining', 1, 1), ('upstream', 'cb', 'pretraining', 1, 1)]
+    assert upstream[2].work_dir == Path('root/upstream') / Path(UPSTREAM[0]).stem / 'seed1'
+    downstream = plan.runs[4:]
+    assert len(downstream) == 2 * 2 * 2 and plan.pairs == [0, 1] and plan.seeds == [0, 1]
     for run in downstream:
         feeder = plan.upstream_of(run)
-        assert feeder.arm == run.arm and run.protocol == 'two-stage'
+        assert feeder.arm == run.arm and feeder.pair == run.pair and run.protocol == 'two-stage'
         assert run.weights.work_dir == feeder.work_dir
-        assert run.work_dir == Path('root/two-stage') / Path(run.config).stem / f'seed{run.seed}'
+        assert run.work_dir == (Path('root/two-stage') / Path(run.config).stem
+                                / f'pair{run.pair}' / f'seed{run.seed}')
         assert run.overrides['protocol'] == 'two-stage'
         assert run.overrides['randomness.seed'] == run.seed and run.overrides['a'] == 1
-    assert [r.overrides.get('train_cfg.max_iters') for r in downstream] == [7, 7, 7, 7]
+    assert {(r.pair, r.seed) for r in downstream} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert {r.overrides.get('train_cfg.max_iters') for r in downstream} == {7}
     assert {r.suite for r in plan.runs} == {'suite'}
+    assert plan.summary() == ('12 runs (4 pretraining: 2 pairs (seeds 0, 1); 8 fine-tuning: '
+                              '2 configs x 2 pairs x 2 seeds)')
+
+
+def test_pairs_by_count_per_entry_and_the_old_single_seed(tmp_path):
+    plan = load_plan(write(tmp_path, f'''
+upstream = dict(tiny=dict(plain={UPSTREAM[0]!r}, cb={UPSTREAM[1]!r}, seeds=3))
+downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='tiny', seeds=[5])]
+seeds = [0, 1]
+'''))
+    assert [r.pair for r in plan.runs if r.stage == 'upstream'] == [0, 0, 1, 1, 2, 2]
+    assert {(r.pair, r.seed) for r in plan.runs if r.stage == 'downstream'} == {
+        (0, 5), (1, 5), (2, 5)}
+    old = load_plan(write(tmp_path, UPSTREAM_BLOCK + f"upstream_seed = 4\ndownstream = "
+                                    f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='tiny')]\n"
+                                    "seeds = [0]\n"))
+    assert [r.pair for r in old.runs] == [4, 4, 4, 4] and old.pairs == [4]
+    with pytest.raises(SuiteError, match=r"upstream_seeds=\[0, 0\] is neither a list of "
+                                         'distinct integer seeds nor a positive count'):
+        load_plan(write(tmp_path, UPSTREAM_BLOCK + 'upstream_seeds = [0, 0]\n'
+                                  f"downstream = [dict(plain={SEG[0]!r})]\nseeds = [0]\n"))
 
 
 def test_the_same_plain_weights_for_both_arms_is_cb_at_finetune(tmp_path):
@@ -60,9 +85,10 @@ downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights=dict(plain='a.pth', 
               dict(plain={SEG[0]!r}, weights=dict(plain='pretrain/deit.pth'))]
 seeds = [0]
 '''))
-    assert [(r.protocol, r.arm, r.weights.file) for r in plan.runs] == [
-        ('two-stage', 'plain', 'a.pth'), ('two-stage', 'cb', 'b.pth'),
-        ('zoo-check', 'plain', 'pretrain/deit.pth')]
+    assert [(r.protocol, r.arm, r.weights.file, r.pair) for r in plan.runs] == [
+        ('two-stage', 'plain', 'a.pth', None), ('two-stage', 'cb', 'b.pth', None),
+        ('zoo-check', 'plain', 'pretrain/deit.pth', None)]
+    assert plan.runs[0].work_dir.name == 'seed0'  # no pair level without upstream runs
 
 
 def test_without_weights_the_config_names_the_protocol(tmp_path):
@@ -115,19 +141,27 @@ def test_the_old_format_and_a_missing_file_are_clear_errors(tmp_path):
 
 def test_the_presets():
     full = load_plan(str(SUITES / 'full.py'))
-    assert sum(r.stage == 'upstream' for r in full.runs) == 6
+    upstream = [r for r in full.runs if r.stage == 'upstream']
+    # three pairs where pretraining is affordable (Ti, S), one for B
+    assert sorted((Path(r.config).stem.split('_')[0], r.pair) for r in upstream if r.arm == 'cb') \
+        == [('deit-b16-cb', 0)] + [(f'deit-{s}16-cb', p) for s in 'st' for p in (0, 1, 2)]
     downstream = [r for r in full.runs if r.stage == 'downstream']
-    assert len(downstream) == 28 * 3 and {r.protocol for r in downstream} == {'two-stage'}
-    for run in downstream:  # each arm from the pretraining run of its own size and kind
+    assert len(downstream) == 86 and {r.protocol for r in downstream} == {'two-stage'}
+    for run in downstream:  # each arm from the pretraining run of its own size, kind and pair
         feeder = full.upstream_of(run)
-        assert feeder.arm == run.arm
+        assert feeder.arm == run.arm and feeder.pair == run.pair
         assert Path(feeder.config).stem.split('_')[0] == Path(run.config).stem.split('_')[1] \
             .replace('-ld', '')
+    upernet_s = [r for r in downstream if 'upernet_deit-s16_' in r.config]
+    assert sorted((r.pair, r.seed) for r in upernet_s) == [(p, s) for p in range(3) for s in (0, 1)]
     zoo = load_plan(str(SUITES / 'zoo_check.py'))
-    assert {(r.arm, r.protocol) for r in zoo.runs} == {('plain', 'zoo-check')}
+    assert {(r.arm, r.protocol, r.pair) for r in zoo.runs} == {('plain', 'zoo-check', None)}
     assert all(r.weights.file.startswith('pretrain/deit_') for r in zoo.runs)
     finetune = load_plan(str(SUITES / 'cb_at_finetune.py'))
     assert {r.arm for r in finetune.runs if r.stage == 'upstream'} == {'plain'}
-    assert {r.protocol for r in finetune.runs if r.stage == 'downstream'} == {'cb-at-finetune'}
+    tuned = [r for r in finetune.runs if r.stage == 'downstream']
+    assert {r.protocol for r in tuned} == {'cb-at-finetune'}
+    assert all(finetune.upstream_of(r).arm == 'plain' and finetune.upstream_of(r).pair == r.pair
+               for r in tuned)
     smoke = load_plan(str(SUITES / 'smoke.py'))
-    assert len(smoke.runs) == 2 + 12 and smoke.smoke_data
+    assert len(smoke.runs) == 6 + 24 and smoke.smoke_data and smoke.pairs == [0, 1, 2]

@@ -46,11 +46,14 @@ def test_unpaired_welch_interval_matches_scipy():
 
 
 def test_gain_pairs_by_seed_only_when_seeds_match():
-    paired = gain([(0, 1.0), (1, 2.0), (2, 3.5)], [(2, 4.0), (0, 1.5), (1, 2.2)])
+    def scratch(*runs):  # runs from scratch: each seed is its own unit
+        return [(seed, seed, value) for seed, value in runs]
+    paired = gain(scratch((0, 1.0), (1, 2.0), (2, 3.5)), scratch((2, 4.0), (0, 1.5), (1, 2.2)),
+                  units_are_pairs=False)
     assert 'paired' in paired.method and paired.delta == pytest.approx((0.5 + 0.2 + 0.5) / 3)
-    unpaired = gain([(0, 1.0), (1, 2.0)], [(5, 1.5), (6, 2.5)])
+    unpaired = gain(scratch((0, 1.0), (1, 2.0)), scratch((5, 1.5), (6, 2.5)))
     assert 'Welch' in unpaired.method and unpaired.delta == pytest.approx(0.5)
-    single = gain([(0, 1.0)], [(0, 1.4)])
+    single = gain(scratch((0, 1.0)), scratch((0, 1.4)))
     assert single.delta == pytest.approx(0.4) and single.ci_low is None
 
 
@@ -234,7 +237,7 @@ def record(work_dir: Path, seed: int, weights=None, metrics=None) -> None:
     """The record a suite writes when a run is done."""
     RunDir(work_dir).write_record(RunRecord(
         name=work_dir.name, suite='test', stage='downstream', arm='plain', backbone={},
-        protocol='two-stage', seed=seed, config='config.py',
+        protocol='two-stage', seed=seed, pair=None, config='config.py',
         checkpoint=str(work_dir / 'iter_1000.pth'), iterations=1000, metrics=metrics or {},
         weights=weights, cost={}, launcher='none', host='here', finished='now'))
 

@@ -68,7 +68,7 @@ def test_a_record_is_written_whole_and_read_back(tmp_path):
     run_dir.path.mkdir()
     assert run_dir.record is None and not run_dir.finished
     record = RunRecord(name='n', suite='s', stage='downstream', arm='cb', backbone=dict(cb=True),
-                       protocol='two-stage', seed=1, config='c.py', checkpoint='iter_1.pth',
+                       protocol='two-stage', seed=1, pair=0, config='c.py', checkpoint='iter_1.pth',
                        iterations=1, metrics=dict(mIoU=1.0), weights=None, cost={},
                        launcher='none', host='h', finished='t')
     run_dir.write_record(record)

@@ -29,8 +29,8 @@ from cb_transfer.suite import main as suite_main
 CLUSTER = REPO / 'tools' / 'slurm_local_cluster.sh'
 SLURM_ARGS = ['--launcher', 'slurm', '--gpus-per-node', 0, '--cpus-per-task', 1,
               '--time-min', 30, '--max-requeues', 2, '--poll-seconds', 2]
-REQUEUED = 'two-stage/upernet_vit-tiny-p8_1xb4-240iter_smoke-ade20k-64x64/seed0'
-KILLED = 'two-stage/upernet_vit-tiny-p8-cb_1xb4-240iter_smoke-ade20k-64x64/seed0'
+REQUEUED = 'two-stage/upernet_vit-tiny-p8_1xb4-240iter_smoke-ade20k-64x64/pair0/seed0'
+KILLED = 'two-stage/upernet_vit-tiny-p8-cb_1xb4-240iter_smoke-ade20k-64x64/pair0/seed0'
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not (shutil.which('apt-get') or shutil.which('slurmctld')),
@@ -94,7 +94,7 @@ def in_process(args: list, cwd: Path, env: dict) -> str:
 def scenario(cluster, local_suite):
     cwd = local_suite.cwd
     suite = reduced_suite(cwd, 'reduced_seg', detection=False)
-    suite.write_text(suite.read_text() + 'seeds = [0]\n')
+    suite.write_text(suite.read_text() + 'upstream_seeds = [0]\nseeds = [0]\n')
     work_dir = cwd / 'work_dirs' / 'slurm'
     submit = suite_command(suite, work_dir, *SLURM_ARGS)
     out = SimpleNamespace(suite=suite, work_dir=work_dir, env=cluster, times=[])

@@ -142,7 +142,7 @@ def test_the_suite_tested_the_checkpoint_each_run_ended_with(local_suite):
     """The suite's own test step (in-process) tested the checkpoint each run ended with, and
     reproduces its last validation."""
     recorded = recorded_runs(local_suite.work_dir)
-    assert len(recorded) == 10
+    assert len(recorded) == 12
     for run_dir in recorded:
         record = run_dir.record
         assert Path(record.checkpoint) == run_dir.last_checkpoint()

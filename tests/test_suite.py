@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 from helpers import (REPO, SEG, SEG_ITERS, evaluations, finish, kill_after, recorded_runs,
                      reduced_suite, run, start, suite_command)
 from mmengine.config import Config
@@ -38,65 +39,82 @@ def copy_upstream(source: Path, work_dir: Path) -> None:
         done.write_text(json.dumps(record))
 
 
-def test_the_reduced_default_suite_runs_both_stages(local_suite):
+def test_the_reduced_default_suite_runs_both_stages_with_two_pairs(local_suite):
     console, work_dir = local_suite.console, local_suite.work_dir
-    assert '10 runs (2 pretraining, 8 fine-tuning: 4 configs x 2 seeds)' in console
-    assert '10 runs to go, 2 at a time, 1 thread each' in console
-    assert console.count(': done in ') == 10 and 'FAILED' not in console
+    assert ('12 runs (4 pretraining: 2 pairs (seeds 0, 1); 8 fine-tuning: 4 configs x 2 pairs x '
+            '1 seed)') in console
+    assert '12 runs to go, 2 at a time, 1 thread each' in console
+    assert console.count(': done in ') == 12 and 'FAILED' not in console
     table = rows(work_dir)
     assert [(r['task'], r['metric'], r['protocol']) for r in table] == [
         ('classification', 'accuracy/top1', 'pretraining'),
         ('segmentation', 'mIoU', 'two-stage'),
         ('detection', 'coco/bbox_mAP', 'two-stage'), ('detection', 'coco/segm_mAP', 'two-stage')]
-    for row in table:
-        n = 1 if row['task'] == 'classification' else 2
-        assert row['plain_n'] == row['cb_n'] == n and row['delta'] is not None
+    for row in table:  # the interval is over the two pairs
+        assert row['plain_n'] == row['cb_n'] == 2 and row['delta'] is not None
+        assert row['units'] == 2 and not row['conditional']
+        assert row['level'] == 'pairs' and 'over 2 pretraining pairs' in row['method']
     assert (work_dir / 'results.md').read_text() in console
-    assert len(run_dirs(work_dir, 'upstream')) == 2 and len(run_dirs(work_dir, 'two-stage')) == 8
+    assert len(run_dirs(work_dir, 'upstream')) == 4 and len(run_dirs(work_dir, 'two-stage')) == 8
+    assert {p.name for p in (work_dir / 'two-stage').glob('*/*')} == {'pair0', 'pair1'}
 
 
-def test_each_downstream_arm_starts_from_its_own_upstream_checkpoint(local_suite):
-    """Asserted on the configs the runs dumped, and on the hashes the table reports."""
+def test_each_fine_tuning_run_starts_from_its_own_pairs_checkpoint(local_suite):
+    """Asserted on the records (and the configs the runs dumped), and on the hashes the table
+    reports."""
     work_dir = local_suite.work_dir
     upstream = {}
-    for run in run_dirs(work_dir, 'upstream'):
-        arm = 'cb' if '-cb_' in run.parent.name else 'plain'
-        checkpoint = RunDir(run).record.checkpoint
-        upstream[arm] = (checkpoint, hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest())
-        assert dumped_config(run).model.backbone.init_cfg is None  # pretrained from scratch
-    assert upstream['plain'][1] != upstream['cb'][1]
-    for run in run_dirs(work_dir, 'two-stage'):
-        arm = 'cb' if '-cb_' in run.parent.name else 'plain'
-        cfg = dumped_config(run)
-        assert cfg.protocol == 'two-stage'
-        assert cfg.model.backbone.cb is (arm == 'cb')
-        assert cfg.model.backbone.init_cfg == dict(type='Pretrained',
-                                                   checkpoint=upstream[arm][0])
+    for run_dir in recorded_runs(work_dir, 'upstream'):
+        record = run_dir.record
+        checkpoint = record.checkpoint
+        upstream[(record.arm, record.pair)] = (
+            checkpoint, hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest())
+        assert record.pair == record.seed and record.weights is None  # from scratch
+        assert dumped_config(run_dir.path).model.backbone.init_cfg is None
+    assert len({sha for _, sha in upstream.values()}) == 4
+    for run_dir in recorded_runs(work_dir, 'two-stage'):
+        record = run_dir.record
+        checkpoint, sha = upstream[(record.arm, record.pair)]
+        assert run_dir.path.parent.name == f'pair{record.pair}'
+        assert record.weights['path'] == checkpoint and record.weights['sha256'] == sha
+        assert record.weights['upstream_run'].endswith(f'/seed{record.pair}')
+        assert record.weights['pretrained_with_cb'] is (record.arm == 'cb')
+        cfg = dumped_config(run_dir.path)
+        assert cfg.protocol == 'two-stage' and cfg.model.backbone.cb is (record.arm == 'cb')
+        assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint)
     for row in rows(work_dir)[1:]:
         for arm in ('plain', 'cb'):
-            checkpoint, sha = upstream[arm]
-            assert row[f'{arm}_weights'] == f'{Path(checkpoint).name} ({sha[:8]})'
-    report = (work_dir / 'report.md').read_text()
-    assert f'{Path(upstream["cb"][0]).name} ({upstream["cb"][1][:8]})' in report
+            assert row[f'{arm}_weights'] == ', '.join(sorted(
+                f'{Path(c).name} ({sha[:8]})' for (a, _), (c, sha) in upstream.items()
+                if a == arm))
     assert '| classification | pretraining |' in (work_dir / 'results.md').read_text()
 
 
 def test_the_table_equals_the_numbers_computed_by_hand_from_the_logs(local_suite):
+    """Each row's gain is the mean over pairs of the paired differences (one seed a pair
+    here), its interval a t interval over the pairs."""
     by_hand = {}
-    for run in run_dirs(local_suite.work_dir, '*'):
-        evals = evaluations(run)
+    for run_dir in recorded_runs(local_suite.work_dir):
+        record = run_dir.record
+        evals = evaluations(run_dir.path)
         last = evals[max(evals)]
-        arm = 'cb' if '-cb_' in run.parent.name else 'plain'
         for metric, scale in (('accuracy/top1', 1), ('mIoU', 1), ('coco/bbox_mAP', 100),
                               ('coco/segm_mAP', 100)):
             if metric in last:
-                by_hand.setdefault((metric, arm), {})[run.name] = last[metric] * scale
+                by_hand.setdefault((metric, record.arm), {})[record.pair] = last[metric] * scale
     for row in rows(local_suite.work_dir):
         plain, cb = by_hand[(row['metric'], 'plain')], by_hand[(row['metric'], 'cb')]
+        differences = [cb[pair] - plain[pair] for pair in sorted(plain)]
         assert row['plain_mean'] == pytest.approx(np.mean(list(plain.values())))
-        assert row['delta'] == pytest.approx(np.mean([cb[s] - plain[s] for s in plain]))
-        if len(cb) > 1:
-            assert row['cb_std'] == pytest.approx(np.std(list(cb.values()), ddof=1))
+        assert row['cb_std'] == pytest.approx(np.std(list(cb.values()), ddof=1))
+        assert row['delta'] == pytest.approx(np.mean(differences))
+        assert row['replicates'] == pytest.approx(differences)
+        if np.ptp(differences) > 1e-9:
+            ci = stats.ttest_1samp(differences, 0.0).confidence_interval()
+            assert (row['ci_low'], row['ci_high']) == pytest.approx((ci.low, ci.high))
+    report = (local_suite.work_dir / 'report.md').read_text()
+    assert '| two-stage | about CB | all tasks | 3 (3 with intervals) |' in report
+    assert '## Design: where the noise is' in report and '| 2 x 1 |' in report
 
 
 def test_the_console_is_quiet_and_each_run_log_holds_the_rest(local_suite):
@@ -122,13 +140,15 @@ def run_suite_here(args, cwd, monkeypatch, capfd) -> tuple:
     return code, capfd.readouterr().out
 
 
-def test_dry_run_shows_the_power_of_the_planned_seeds_once_a_pilot_exists(
-        local_suite, monkeypatch, capfd):
+def test_dry_run_shows_the_design_once_a_pilot_exists(local_suite, monkeypatch, capfd):
     code, out = run_suite_here([local_suite.suite, '--work-dir', local_suite.work_dir,
                                 '--dry-run', '--target-gain', 1.0], local_suite.cwd,
                                monkeypatch, capfd)
-    assert code == 0 and 'power, from the runs already in' in out
-    assert 'seeds for a gain of 1.00' in out and 'UPerNet deit_tiny' in out
+    assert code == 0 and all(line.startswith('[done] ') for line in out.splitlines()
+                             if line.startswith('[') and ' two-stage/' in line)
+    assert 'design, from the runs already in' in out and 'planned 2 pairs x 1 seeds' in out
+    assert 'cheapest design for +1.00' in out and 'UPerNet deit_tiny' in out
+    assert 'CPU-h' in out  # what a pair and a seed cost, from the records
 
 
 def test_an_interrupted_suite_resumes_to_the_same_numbers(local_suite, tmp_path):
@@ -138,20 +158,21 @@ def test_an_interrupted_suite_resumes_to_the_same_numbers(local_suite, tmp_path)
     fine-tuning arm, seed 0.)"""
     cwd = local_suite.cwd
     suite = reduced_suite(tmp_path, 'seg_only', detection=False)
-    suite.write_text(suite.read_text() + 'seeds = [0]\ndownstream = ['
+    suite.write_text(suite.read_text() + 'upstream_seeds = [0]\nseeds = [0]\ndownstream = ['
                      f"dict(plain={SEG[0]!r}, weights=dict(plain='vit_tiny.plain'))]\n")
     work_dir = tmp_path / 'interrupted'
     copy_upstream(local_suite.work_dir, work_dir)
     cmd = suite_command(suite, work_dir, '--jobs', 1, '--threads', 1)  # in this process
-    kill_after(start(cmd, cwd), work_dir / 'two-stage' / Path(SEG[0]).stem / 'seed0',
+    kill_after(start(cmd, cwd), work_dir / 'two-stage' / Path(SEG[0]).stem / 'pair0' / 'seed0',
                'iter_10.pth')
     finished = run_dirs(work_dir, 'upstream')
-    assert len(finished) == 2
+    assert len(finished) == 4  # the session suite's two pairs; this suite uses the first
     stamps = {p: (p / 'record.json').stat().st_mtime_ns for p in finished}
 
     out = run(cmd, cwd).stdout
-    assert '3 runs (2 pretraining, 1 fine-tuning' in out and '1 run to go' in out
-    assert f'two-stage/{Path(SEG[0]).stem}/seed0: resuming from iter_10.pth' in out
+    assert '3 runs (2 pretraining: 1 pair (seeds 0); 1 fine-tuning' in out
+    assert '1 run to go' in out
+    assert f'two-stage/{Path(SEG[0]).stem}/pair0/seed0: resuming from iter_10.pth' in out
     assert {p: (p / 'record.json').stat().st_mtime_ns for p in finished} == stamps
     expected = {r['metric']: r for r in rows(local_suite.work_dir)}
     (seg,) = [r for r in rows(work_dir) if r['metric'] == 'mIoU']
@@ -165,7 +186,7 @@ def test_dry_run_of_the_full_preset_lists_every_run_and_touches_nothing(
                                tmp_path, monkeypatch, capfd)
     assert code == 0 and set(tmp_path.rglob('*')) == before
     lines = [line for line in out.splitlines() if line.startswith('[new] ')]
-    assert len(lines) == 6 + 84
+    assert len(lines) == 14 + 86
     assert all('-m torch.distributed.run' in line and '--nproc_per_node=8' in line
                and '-m cb_transfer.suite.job' in line and str(FULL) in line for line in lines)
     names = [line.split()[1].rstrip(':') for line in lines]
@@ -174,10 +195,11 @@ def test_dry_run_of_the_full_preset_lists_every_run_and_touches_nothing(
         assert f'--run {name} --launcher pytorch' in line
         if name.startswith('upstream/'):
             assert '(weights:' not in line.split(':')[0]
-        else:  # each arm from the pretraining run of its kind, resolved when the run starts
+        else:  # each arm from its own pair's pretraining run of its kind, resolved when it starts
             arm = '-cb' if '-cb_' in name else ''
+            pair = name.split('/')[2][len('pair'):]
             assert f'(weights: <last checkpoint of upstream/deit-' in line
-            assert f'{arm}_8xb128-300e_in1k-224/seed0>)' in line
+            assert f'{arm}_8xb128-300e_in1k-224/seed{pair}>)' in line
     assert 'missing inputs' in out and 'data/imagenet/train' in out
     assert 'pretrain/' not in out  # the checkpoints come from the pretraining runs
 
@@ -242,6 +264,7 @@ def test_two_invocations_on_one_work_dir_share_the_runs_and_both_report_them(loc
     copied)."""
     cwd = local_suite.cwd
     suite = reduced_suite(tmp_path, 'shared', detection=False, extra=f'''
+        upstream_seeds = [0]
         seeds = [0]
         downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='vit_tiny'),
                       dict(plain={SEG[0]!r}, cb={SEG[1]!r})]

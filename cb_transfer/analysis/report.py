@@ -58,6 +58,7 @@ def analyse(subjects: Sequence[Subject], images: Optional[str] = None, max_image
         results.append(dict(
             checkpoint=subject.checkpoint, experiment=subject.experiment, key=subject.key,
             task=subject.task, arm=subject.arm, cb=subject.cb, seed=subject.seed,
+            pair=subject.pair,
             arch=subject.backbone.get('arch'), images=recorder.stats.images, size=list(shape),
             tokens=recorder.grid[0] * recorder.grid[1] + 1,
             uniform_distance=recorder.uniform_distance(),
@@ -82,6 +83,12 @@ def _head_means(entry: dict, name: str) -> List[float]:
     return [statistics.fmean(layer[name]) for layer in entry['layers']]
 
 
+def _count(entries: List[dict]) -> str:
+    pairs = {e['pair'] for e in entries if e.get('pair') is not None}
+    text = f'{len(entries)} checkpoint{"s" * (len(entries) != 1)}'
+    return text + (f' of {len(pairs)} pair{"s" * (len(pairs) != 1)}' if pairs else '')
+
+
 def _cell(values: List[float], digits: int) -> str:
     if not values:
         return ''
@@ -91,12 +98,23 @@ def _cell(values: List[float], digits: int) -> str:
     return f'{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}'
 
 
+def _per_pair(entries: List[dict], name: str, layer: int) -> List[float]:
+    """The statistic of a layer (mean over heads) per pretraining pair, averaged over the pair's
+    seeds; a checkpoint of no pair counts as its own."""
+    by_pair: Dict[object, List[float]] = {}
+    for index, entry in enumerate(entries):
+        unit = entry.get('pair') if entry.get('pair') is not None else ('checkpoint', index)
+        by_pair.setdefault(unit, []).append(_head_means(entry, name)[layer])
+    return [statistics.fmean(values) for values in by_pair.values()]
+
+
 def summary_markdown(results: dict) -> str:
-    """Per row and layer: each statistic for plain and +CB, the mean over heads, then mean ±
-    sample std over seeds."""
+    """Per row and layer: each statistic for plain and +CB, the mean over heads, averaged over
+    each pretraining pair's seeds, then mean ± sample std over pairs."""
     entries = results['checkpoints']
-    lines = ['Attention statistics, per layer (mean over heads; mean ± std over seeds/checkpoints, '
-             'n per arm in the heading). Definitions:', '']
+    lines = ['Attention statistics, per layer (mean over heads and over each pretraining pair\'s '
+             'fine-tuning seeds; mean ± std over pairs, or over checkpoints where they belong to '
+             'no pair; pairs and checkpoints per arm in the heading). Definitions:', '']
     lines += [f'- **{k}**: {v}' for k, v in results['definitions'].items()]
     for experiment in _experiments(entries):
         rows = [e for e in entries if e['experiment'] == experiment]
@@ -105,14 +123,14 @@ def summary_markdown(results: dict) -> str:
         lines += ['', f'**{experiment}**: {sample["images"]} images at '
                   f'{sample["size"][0]}x{sample["size"][1]} ({sample["tokens"]} tokens; uniform '
                   f'attention: entropy 1, distance {sample["uniform_distance"]:.1f} px, NMI 0); '
-                  f'plain n={len(arms["plain"])}, +CB n={len(arms["+CB"])}', '',
+                  f'plain: {_count(arms["plain"])}; +CB: {_count(arms["+CB"])}', '',
                   '| layer | entropy plain | entropy +CB | distance plain (px) | '
                   'distance +CB (px) | NMI plain | NMI +CB |', '|---|---|---|---|---|---|---|']
         for layer in range(len(sample['layers'])):
             cells = []
             for name, digits in (('entropy', 3), ('distance', 1), ('nmi', 3)):
                 for arm in ('plain', '+CB'):
-                    cells.append(_cell([_head_means(e, name)[layer] for e in arms[arm]], digits))
+                    cells.append(_cell(_per_pair(arms[arm], name, layer), digits))
             lines.append(f'| {layer} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 

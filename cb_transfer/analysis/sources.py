@@ -37,6 +37,7 @@ class Subject:
     experiment: str = ''             # the row it belongs to, as shown
     key: str = ''                    # what pairs arms into a row (the tables' fingerprint)
     seed: Optional[int] = None
+    pair: Optional[int] = None       # the pretraining pair the run belongs to
     config: Optional[dict] = None    # the run's config, for its images and normalisation
     size: Optional[Tuple[int, int]] = None
 
@@ -130,7 +131,7 @@ def subjects_from_runs(runs: Sequence) -> Tuple[List[Subject], List[str]]:
         subjects.append(Subject(run.final_checkpoint,
                                 _backbone_from_config(cfg, run.final_checkpoint),
                                 task=run.task, experiment=_experiment_label(vars(run)),
-                                key=run.experiment, seed=run.seed, config=cfg))
+                                key=run.experiment, seed=run.seed, pair=run.pair, config=cfg))
     return subjects, skipped
 
 

@@ -38,9 +38,15 @@ def save_figure(fig, path: str, dpi: int = DPI) -> List[Path]:
     return written
 
 
+INTERVAL_COLOURS = {'pairs': 'tab:blue', 'seeds': 'tab:blue', 'unpaired': 'tab:blue',
+                    'conditional': 'tab:orange'}
+
+
 def plot_gains(table: Table, path: str) -> List[Path]:
-    """The gain of each row (point) with its 95% interval (bar; grey where there is none) and the
-    paired difference of every seed (small dots). Written as ``path`` in PNG and PDF."""
+    """The gain of each row (square) with its 95% interval (blue at the level of the design,
+    orange where it is conditional on one pretraining run per arm, grey where there is none) and
+    each replicate's paired difference (dots: a pretraining pair's mean over its seeds, or one
+    seed). Written as ``path`` in PNG and PDF."""
     rows = [r for r in table.rows if r.delta is not None]
     height = 1.0 + 0.42 * max(len(rows), 1)
     fig, ax = plt.subplots(figsize=(WIDTH_INCHES, height))
@@ -48,22 +54,22 @@ def plot_gains(table: Table, path: str) -> List[Path]:
         has_ci = row.ci_low is not None
         ax.errorbar(row.delta, y, xerr=[[row.delta - row.ci_low if has_ci else 0],
                                         [row.ci_high - row.delta if has_ci else 0]],
-                    fmt='s', capsize=3, markersize=5, color='tab:blue' if has_ci else 'tab:gray',
+                    fmt='s', capsize=3, markersize=5,
+                    color=INTERVAL_COLOURS.get(row.level, 'tab:gray') if has_ci else 'tab:gray',
                     zorder=3)
-        plain, cb = dict(row.plain_values), dict(row.cb_values)
-        diffs = [cb[s] - plain[s] for s in sorted(plain.keys() & cb.keys(), key=str)]
-        if diffs:
-            offsets = np.linspace(-0.18, 0.18, len(diffs))
-            ax.scatter(diffs, y + offsets, s=10, color='black', alpha=0.7, zorder=4,
-                       label='one seed (+CB minus plain)' if y == 0 else None)
+        if row.replicates:
+            offsets = np.linspace(-0.18, 0.18, len(row.replicates))
+            ax.scatter(row.replicates, y + offsets, s=10, color='black', alpha=0.7, zorder=4,
+                       label='one replicate (+CB minus plain)' if y == 0 else None)
     ax.axvline(0, color='black', linewidth=0.8)
     ax.set_yticks(range(len(rows)), [row_label(r, protocol=True, separator='\n') for r in rows], fontsize=FONT)
     ax.set_ylim(-0.7, max(len(rows), 1) - 0.3)
     ax.invert_yaxis()
     ax.tick_params(axis='x', labelsize=FONT)
-    ax.set_xlabel('gain of +CB over plain (metric points): mean, 95% interval, each seed',
+    ax.set_xlabel('gain of +CB over plain (metric points): mean, 95% interval (orange: '
+                  'conditional on one pretraining run per arm), each pair or seed',
                   fontsize=FONT)
-    if rows and any(r.plain_values and r.cb_values for r in rows):
+    if rows and rows[0].replicates:
         ax.legend(fontsize=FONT - 1, loc='best')
     ax.set_title('Context Broadcasting: gains' if rows else 'no row with both arms',
                  fontsize=FONT + 1)

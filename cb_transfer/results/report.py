@@ -2,6 +2,7 @@
 per-row table, the verdict across the matrix, the seeds each row needs, the figures, the attention
 summary (when the analysis ran), the software and the machine."""
 import datetime
+import math
 import os
 import platform
 import sys
@@ -11,15 +12,14 @@ from typing import List, Optional, Sequence
 
 from .format import interval, num, row_label
 from .table import PROTOCOLS, Table, to_markdown
-from .verdict import (ALPHA, BOOTSTRAP_RESAMPLES, POWER, minimum_detectable_gain, row_power,
-                      verdicts)
+from .verdict import ALPHA, BOOTSTRAP_RESAMPLES, CONDITIONAL, POWER, row_design, verdicts
 
 # what collect_env does not report
 PACKAGES = ('timm', 'mmcv', 'mmsegmentation', 'mmdet', 'mmpretrain', 'submitit', 'numpy', 'scipy',
             'cb_transfer')
 
 
-NO_INTERVAL = 'no interval (fewer than two seeds per arm)'
+NO_INTERVAL = 'no interval (fewer than two replicates)'
 
 
 def software_and_machine() -> List[str]:
@@ -70,55 +70,99 @@ def _weights_section(table: Table) -> List[str]:
 
 def _verdict_section(table: Table) -> List[str]:
     lines = ['## Verdict across the matrix', '',
-             f'Per protocol and task, over the rows with both arms: the mean gain over rows (+CB '
-             f'minus plain, in metric points) with a stratified bootstrap interval '
-             f'(scipy.stats.bootstrap, each arm\'s seeds resampled within its row, percentile, '
-             f'{BOOTSTRAP_RESAMPLES:,} resamples, fixed seed; rows with fewer than two seeds per '
-             f'arm count in the mean but not in the interval); the probability that +CB beats '
-             f'plain for a random row and seed (Mann-Whitney, ties a half; the same bootstrap); '
-             f'and the rows whose gain stays significant at {ALPHA:.0%} after a Holm correction '
-             f'over the protocol\'s rows (paired t-test where seeds pair, Welch\'s otherwise; '
-             f'adjusted p-value in brackets).', '',
-             '| protocol | task | rows | mean gain (95% CI) | P(+CB > plain) (95% CI) | '
-             'significant after Holm |', '|---|---|---|---|---|---|']
+             'Per protocol and task, over the rows with both arms, each row at the level of its '
+             'design: the unit is the pretraining pair (the plain and the +CB model pretrained '
+             'with one seed; each row\'s gain is the mean over pairs of the mean paired '
+             'difference over fine-tuning seeds), or, for runs from scratch, the seed. Rows with '
+             'one pretraining run per arm are a family of their own, **conditional**: their '
+             'intervals cover fine-tuning noise only, given those checkpoints, and they are not '
+             'a verdict about CB. Columns: the mean gain over rows (+CB minus plain, in metric '
+             'points) with a stratified bootstrap interval (scipy.stats.bootstrap, each row\'s '
+             f'replicates resampled within the row, percentile, {BOOTSTRAP_RESAMPLES:,} '
+             'resamples, fixed seed; rows with fewer than two replicates count in the mean but '
+             'not in the interval); the probability that +CB beats plain for a random row and '
+             'replicate (Mann-Whitney over the arms\' replicate means, ties a half; the same '
+             f'bootstrap); and the rows whose gain stays significant at {ALPHA:.0%} after a Holm '
+             'correction over the family (t over the replicates; adjusted p-value in brackets).',
+             '', '| protocol | family | task | rows | mean gain (95% CI) | '
+             'P(+CB > plain) (95% CI) | significant after Holm |', '|---|---|---|---|---|---|---|']
     found = verdicts(table.rows)
     for v in found:
         surviving = '; '.join(v.surviving) or f'none of {v.tested}'
-        lines.append(f'| {v.protocol} | {v.task} | {v.rows} ({v.bootstrapped} with intervals) | '
-                     f'{num(v.mean_gain, sign=True)} {interval(v.gain_ci, sign=True, missing=NO_INTERVAL)} | '
-                     f'{num(v.improvement)} {interval(v.improvement_ci, missing=NO_INTERVAL)} | {surviving} |')
+        kind = ('conditional: these checkpoints, not CB' if v.family == CONDITIONAL
+                else 'about CB')
+        lines.append(f'| {v.protocol} | {kind} | {v.task} | {v.rows} ({v.bootstrapped} with '
+                     f'intervals) | {num(v.mean_gain, sign=True)} '
+                     f'{interval(v.gain_ci, sign=True, missing=NO_INTERVAL)} | '
+                     f'{num(v.improvement)} {interval(v.improvement_ci, missing=NO_INTERVAL)} | '
+                     f'{surviving} |')
     if not found:
-        lines.append('| - | - | 0 | no row has both arms | - | - |')
+        lines.append('| - | - | - | 0 | no row has both arms | - | - |')
     return lines
 
 
-def power_lines(rows: Sequence, target_gain: Optional[float], seeds: Optional[int] = None
-                ) -> List[str]:
-    """The power table: per row, the gain its seeds detect and the seeds a target gain needs."""
-    lines = ['| row | protocol | seeds | sd of the paired differences (or of the arms) | '
-             f'gain detectable with {seeds or "these"} seeds | seeds for a gain of '
-             f'{num(target_gain)} |', '|---|---|---|---|---|---|']
+def _hours(seconds: Optional[float], device: str) -> str:
+    if seconds is None:
+        return '?'
+    return f'{seconds / 3600:.3g} {"GPU" if device == "cuda" else "CPU"}-h'
+
+
+def _sd(variance: Optional[float]) -> str:
+    return '-' if variance is None else f'{math.sqrt(variance):.3f}'
+
+
+def design_lines(rows: Sequence, target_gain: Optional[float], pairs: Optional[int] = None,
+                 seeds: Optional[int] = None) -> List[str]:
+    """The design table: per row, where its noise is, what its design detects, what a pair and
+    a seed cost, and the cheapest design that detects ``target_gain``. ``pairs`` and ``seeds``:
+    the design to judge (a suite's planned one; default each row's own)."""
+    planned = f'{pairs} x {seeds}' if pairs and seeds else 'its design'
+    lines = ['| row | protocol | design (pairs x seeds) | sd between pairs | sd between seeds | '
+             f'gain detectable with {planned} | cost of a pair / a seed | cheapest design for '
+             f'{num(target_gain, sign=True)} (pairs x seeds: power, cost) |',
+             '|---|---|---|---|---|---|---|---|']
     for row in rows:
-        figures = row_power(row, target_gain)
-        if figures is None:
+        design = row_design(row, target_gain, pairs, seeds)
+        if design is None:
             continue
-        detectable = figures.detectable if seeds is None else \
-            minimum_detectable_gain(figures.sd, seeds, figures.paired)
-        needed = '-' if figures.seeds_for_target is None and target_gain is None else \
-            (str(figures.seeds_for_target) if figures.seeds_for_target else '> 1000')
-        lines.append(f'| {figures.label} | {figures.protocol} | {figures.n} '
-                     f'({"paired" if figures.paired else "unpaired"}) | {num(figures.sd, 3)} | '
-                     f'{num(detectable)} | {needed} |')
+        c = design.components
+        if design.level == 'conditional':
+            shape = f'1 x {design.seeds} (conditional)'
+            between_pairs, detectable = 'unknown (one pair)', f'{num(design.detectable)} ' \
+                '(given this pair)'
+            cheapest = 'needs two or more pairs to estimate the variance between pairs'
+        else:
+            shape = (f'{design.pairs} x {design.seeds}' if design.level == 'pairs'
+                     else f'{design.pairs} seeds from scratch')
+            between_pairs = _sd(c.pairs) if c.total is None else \
+                f'{_sd(c.total)} (with seeds: one seed a pair)'
+            detectable = num(design.detectable)
+            best = design.cheapest
+            cheapest = ('-' if target_gain is None or design.cost_pair is None else
+                        'more than 100 pairs' if best is None else
+                        f'{best.pairs} x {best.seeds}: {best.power:.2f}, '
+                        f'{_hours(best.cost, design.device)}')
+        cost = f'{_hours(design.cost_pair, design.device)} / ' + (
+            _hours(design.cost_seed, design.device) if design.cost_seed is not None else '-')
+        lines.append(f'| {design.label} | {design.protocol} | {shape} | {between_pairs} | '
+                     f'{_sd(c.seeds)} | {detectable} | {cost} | {cheapest} |')
     return lines
 
 
-def _power_section(table: Table, target_gain: Optional[float]) -> List[str]:
-    return ['## Seeds and power', '',
-            f'From each row\'s observed spread: the smallest gain its seeds detect with '
-            f'{POWER:.0%} power in a two-sided t-test at {ALPHA:.0%} (noncentral t), and the '
-            f'seeds per arm that a gain of {num(target_gain)} needs (--target-gain). With so '
-            'few seeds the spread itself is uncertain: read these as orders of magnitude.', '',
-            *power_lines(table.rows, target_gain)]
+def _design_section(table: Table, target_gain: Optional[float]) -> List[str]:
+    return ['## Design: where the noise is, and what detecting a gain costs', '',
+            'Per row, the variance of the paired difference (+CB minus plain) between '
+            'pretraining pairs and between fine-tuning seeds within a pair (one-way '
+            'random-effects estimates, shown as standard deviations in metric points); the '
+            f'smallest gain its design detects with {POWER:.0%} power in a two-sided t-test at '
+            f'{ALPHA:.0%} (noncentral t over the pairs, whose mean difference has variance '
+            'sd_pairs^2 + sd_seeds^2 / seeds); what one more pretraining pair and one more '
+            'fine-tuning seed of a pair cost (both arms; seconds per iteration x iterations x '
+            'processes, from the runs\' records); and the cheapest design (pairs x seeds) that '
+            f'detects a gain of {num(target_gain)} (--target-gain). A pair\'s pretraining serves '
+            'every row fine-tuned from it. With few pairs the variances are themselves '
+            'uncertain: read these as orders of magnitude.', '',
+            *design_lines(table.rows, target_gain)]
 
 
 def write_report(root: Path, table: Table, figures: Sequence[Path], pending: Sequence[str],
@@ -129,7 +173,7 @@ def write_report(root: Path, table: Table, figures: Sequence[Path], pending: Seq
              'Numbers from one machine (below): the same seed gives bit-identical runs on one '
              'machine and thread count, other CPUs give other numbers.', '']
     lines += _weights_section(table) + ['', '## Results per row', '', to_markdown(table, True)]
-    lines += _verdict_section(table) + [''] + _power_section(table, target_gain)
+    lines += _verdict_section(table) + [''] + _design_section(table, target_gain)
     lines += ['', '## Figures', '']
     for figure in figures:
         if figure.suffix == '.png':

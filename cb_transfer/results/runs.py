@@ -45,6 +45,27 @@ class Run:
     recorded: bool = False    # finished by its record (a suite run), not judged by its logs
     final_checkpoint: Optional[str] = None
     losses: Dict[int, float] = field(default_factory=dict)   # step -> training loss
+    name: Optional[str] = None          # the plan's name (suite runs)
+    pair: Optional[int] = None          # the pretraining pair it belongs to (suite runs)
+    cost: Optional[float] = None        # device-seconds: time per iteration x iterations x procs
+    device: str = 'cpu'
+
+    @property
+    def from_scratch(self) -> bool:
+        return self.weights is None and (self.recorded or not self.checkpoint)
+
+    @property
+    def unit(self) -> Optional[int]:
+        """What the statistics replicate (:mod:`.stats`): the run's pretraining pair; for a run
+        from scratch its seed; None for a run from a fixed checkpoint."""
+        if self.pair is not None:
+            return self.pair
+        return self.seed if self.from_scratch else None
+
+    @property
+    def upstream_run(self) -> Optional[str]:
+        """The plan's name of the upstream run whose checkpoint this run started from."""
+        return (self.weights or {}).get('upstream_run')
 
     @property
     def weights_source(self) -> str:
@@ -107,7 +128,12 @@ def read_run(run_dir: RunDir) -> Optional[Run]:
                   if isinstance(values.get('loss'), (int, float))}
     if record is not None:
         run.recorded, run.weights, run.final_checkpoint = True, record.weights, record.checkpoint
+        run.name, run.pair, run.seed = record.name, record.pair, record.seed
         run.test = metrics_of(record.metrics, fractions, str(run_dir.path), run_dir.problems)
+        cost = record.cost or {}
+        if cost.get('seconds_per_iter') and cost.get('iterations'):
+            run.cost = cost['seconds_per_iter'] * cost['iterations'] * cost.get('processes', 1)
+        run.device = cost.get('device', 'cpu')
         return run
     test = run_dir.test_metrics()
     if test is not None:

@@ -7,6 +7,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from .format import arch_name, num
 from .runs import Run
 from .stats import gain, summarize
@@ -69,8 +71,19 @@ class Row:
     cb_weights: str = ''
     plain_seeds: List = field(default_factory=list)
     cb_seeds: List = field(default_factory=list)
-    plain_values: List = field(default_factory=list)   # (seed, value) of each run
+    plain_values: List = field(default_factory=list)   # (unit, seed, value) of each run
     cb_values: List = field(default_factory=list)
+    # the gain at the level of the design (cb_transfer.results.stats.Gain)
+    level: str = ''
+    units: int = 0
+    seeds_per_unit: int = 0
+    conditional: bool = False
+    p_value: Optional[float] = None
+    replicates: List = field(default_factory=list)
+    plain_level: List = field(default_factory=list)
+    cb_level: List = field(default_factory=list)
+    components: Dict = field(default_factory=dict)
+    costs: Dict = field(default_factory=dict)    # device-seconds: 'pair', 'seed'; 'device'
 
 
 @dataclass
@@ -97,6 +110,7 @@ def build_table(runs: Sequence[Run], problems: Sequence[str] = (),
         if run.finished:
             experiments[run.experiment]['' if not run.cb else run.cb_options].append(run)
 
+    by_name = {run.name: run for run in runs if run.name}
     entries = []
     for arms in experiments.values():
         plain = arms.get('', [])
@@ -105,7 +119,9 @@ def build_table(runs: Sequence[Run], problems: Sequence[str] = (),
             cb = arms[variant] if variant else []
             sample = (plain or cb)[0]
             for metric in metrics or _logged_defaults(sample.task, plain + cb):
-                entries.append((_row(sample, variant, metric, plain, cb, best, notes), (plain, cb)))
+                row = _row(sample, variant, metric, plain, cb, best, notes)
+                row.costs = _costs(plain + cb, by_name)
+                entries.append((row, (plain, cb)))
             notes.extend(_protocol_notes(sample, plain, cb))
     entries.sort(key=lambda e: (TASK_ORDER.get(e[0].task, 9), e[0].task, e[0].protocol,
                                 e[0].dataset, e[0].model, e[0].arch, e[0].schedule, e[0].metric,
@@ -157,15 +173,41 @@ def _values(arm: List[Run], metric: str, best: bool, notes: List[str]):
         elif math.isnan(value):
             notes.append(f'{run.path}: {metric} is NaN, left out')
         else:
-            out.append((run.seed, value))
+            out.append((run.unit, run.seed, value))
     return out
+
+
+def _costs(runs: List[Run], by_name: Dict[str, Run]) -> dict:
+    """What a row's design costs (device-seconds): ``pair``, one more pretraining pair (the
+    distinct upstream runs a pair's fine-tuning runs started from; for pretraining rows and rows
+    from scratch, the row's own runs of one unit); ``seed``, one more fine-tuning seed of a pair
+    (both arms). Empty where the runs do not say what they cost."""
+    def mean_cost(arm_runs: List[Run]) -> Optional[float]:
+        costs = [r.cost for r in arm_runs if r.cost is not None]
+        return float(np.mean(costs)) if costs else None
+
+    arms = [[r for r in runs if not r.cb], [r for r in runs if r.cb]]
+    per_arm = [mean_cost(arm) for arm in arms]
+    if None in per_arm:
+        return {}
+    device = 'cuda' if any(r.device == 'cuda' for r in runs) else 'cpu'
+    if all(r.upstream_run is None for r in runs):  # the runs are the replicated units
+        return dict(pair=sum(per_arm), device=device)
+    pairs: Dict[Optional[int], set] = defaultdict(set)
+    for run in runs:
+        if run.upstream_run in by_name:
+            pairs[run.pair].add(run.upstream_run)
+    pair_costs = [sum(by_name[name].cost or 0.0 for name in names) for names in pairs.values()]
+    return dict(pair=float(np.mean(pair_costs)) if pair_costs else None, seed=sum(per_arm),
+                device=device)
 
 
 def _row(sample: Run, variant: str, metric: str, plain: List[Run], cb: List[Run], best: bool,
          notes: List[str]) -> Row:
     p, c = _values(plain, metric, best, notes), _values(cb, metric, best, notes)
-    ps, cs = summarize([v for _, v in p]), summarize([v for _, v in c])
-    g = gain(p, c) if p and c else None
+    ps, cs = summarize([v for _, _, v in p]), summarize([v for _, _, v in c])
+    g = gain(p, c, units_are_pairs=any(r.pair is not None for r in plain + cb)) \
+        if p and c else None
     return Row(task=sample.task, dataset=sample.dataset, model=sample.model, arch=sample.arch,
                schedule=sample.schedule, cb_options=variant or '-', metric=metric,
                selection='best' if best else 'last',
@@ -177,14 +219,21 @@ def _row(sample: Run, variant: str, metric: str, plain: List[Run], cb: List[Run]
                reference=REFERENCES.get((sample.dataset, sample.model, arch_name(sample.arch),
                                          sample.schedule, metric)),
                protocol=sample.protocol, plain_weights=_sources(plain), cb_weights=_sources(cb),
-               plain_seeds=sorted(s for s, _ in p if s is not None),
-               cb_seeds=sorted(s for s, _ in c if s is not None),
-               plain_values=sorted(p, key=_by_seed), cb_values=sorted(c, key=_by_seed))
+               plain_seeds=sorted({s for _, s, _ in p if s is not None}),
+               cb_seeds=sorted({s for _, s, _ in c if s is not None}),
+               plain_values=sorted(map(list, p), key=_by_unit),
+               cb_values=sorted(map(list, c), key=_by_unit),
+               **({} if g is None else dict(
+                   level=g.level, units=g.units, seeds_per_unit=g.seeds_per_unit,
+                   conditional=g.conditional, p_value=g.p_value, replicates=g.replicates,
+                   plain_level=g.plain_level, cb_level=g.cb_level,
+                   components=asdict(g.components))))
 
 
-def _by_seed(item):
-    seed, value = item
-    return (seed is None, seed if seed is not None else 0, value)
+def _by_unit(item):
+    unit, seed, value = item
+    return (unit is None, unit if unit is not None else 0, seed is None,
+            seed if seed is not None else 0, value)
 
 
 def _arm(n: int, mean: Optional[float], std: Optional[float]) -> str:

@@ -1,60 +1,35 @@
-"""The verdict across the matrix, and how many seeds a row needs.
+"""The verdict across the matrix, and the design each row needs.
 
-Across the rows of one protocol (per task, and over all its tasks):
+Across the rows of one protocol (per task, and over all its tasks), each row taken at the level
+of its design (:mod:`.stats`: pretraining pairs, or independent seeds for runs from scratch):
 
-- the mean gain over rows (each row's +CB mean minus plain mean), with a stratified bootstrap
-  interval: scipy's ``bootstrap`` resamples the seeds of each row's arms independently (each arm
-  of each row is its own sample), percentile method, 10,000 resamples, a fixed seed;
-- the probability of improvement, P(+CB > plain) for a random row and a random seed of each arm
-  (ties count a half): each row's Mann-Whitney U over n_plain x n_cb, averaged over the rows, with
-  the same bootstrap (rliable's measure, computed here with scipy);
-- which rows' gains survive a Holm correction over the rows at 5% (the rows' p-values: the paired
-  t-test where seeds pair, Welch's otherwise; Holm's step-down, which scipy does not offer).
+- the mean gain over rows, with a stratified bootstrap interval: scipy's ``bootstrap`` resamples
+  each row's replicates (its pairs' mean differences) within the row, percentile method, 10,000
+  resamples, a fixed seed;
+- the probability of improvement, P(+CB > plain) for a random row and a random replicate of each
+  arm (ties count a half): each row's Mann-Whitney U over its arms' replicate means, averaged over
+  the rows, with the same bootstrap (rliable's measure, computed here with scipy);
+- which rows' gains survive a Holm correction over the family at 5% (the rows' p-values: the t
+  test over pairs; Holm's step-down, which scipy does not offer).
 
-Per row, from the spread it observed: the smallest gain ``n`` seeds detect with 80% power in a
-two-sided test at 5% (the paired t-test's noncentral t: noncentrality gain * sqrt(n) / sd of the
-paired differences; two arms of n seeds each without pairing: gain / (sd * sqrt(2 / n))), and the
-seeds needed to detect a gain the user names.
+Rows whose interval is *conditional* (one pretraining run per arm: only fine-tuning seeds vary)
+form a family of their own, taken at the seed level and labelled as what it is: a verdict about
+those checkpoints, not about CB.
+
+Per row, from its variance components and what its runs cost: the smallest gain its design
+detects with 80% power, and the cheapest design (pairs R, seeds S) that detects a target gain.
 """
-import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 from .format import row_label
+from .stats import ALPHA, POWER, Components, Design, cheapest_design, minimum_detectable_gain
 
-ALPHA, POWER = 0.05, 0.8
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 10_000, 0
-MAX_SEEDS = 1000
-
-
-def _arm_values(row) -> Tuple[np.ndarray, np.ndarray]:
-    return (np.array([v for _, v in row.plain_values], float),
-            np.array([v for _, v in row.cb_values], float))
-
-
-def _paired_differences(row) -> Optional[np.ndarray]:
-    plain, cb = dict(row.plain_values), dict(row.cb_values)
-    unique = len(plain) == len(row.plain_values) and len(cb) == len(row.cb_values)
-    seeds = sorted(s for s in plain.keys() & cb.keys() if s is not None)
-    if not unique or len(seeds) < 2:
-        return None
-    return np.array([cb[s] - plain[s] for s in seeds])
-
-
-def row_p_value(row) -> Optional[float]:
-    """Two-sided p-value of the row's gain: paired t where the seeds pair, else Welch's t."""
-    diffs = _paired_differences(row)
-    if diffs is not None:
-        if np.all(diffs == diffs[0]):
-            return 0.0 if diffs[0] != 0 else 1.0
-        return float(stats.ttest_1samp(diffs, 0.0).pvalue)
-    plain, cb = _arm_values(row)
-    if len(plain) < 2 or len(cb) < 2:
-        return None
-    return float(stats.ttest_ind(cb, plain, equal_var=False).pvalue)
+ABOUT_CB, CONDITIONAL = 'about CB', 'conditional'
 
 
 def holm(p_values: Sequence[float]) -> List[float]:
@@ -69,16 +44,15 @@ def holm(p_values: Sequence[float]) -> List[float]:
     return adjusted.tolist()
 
 
-def _mean_gain(*arms, axis: int = -1) -> np.ndarray:
-    """Mean over rows of (+CB mean - plain mean); ``arms`` alternate plain, +CB, each with the
-    seeds along ``axis`` (scipy's vectorised call adds resamples in front)."""
-    arms = [np.moveaxis(a, axis, -1) for a in arms]
-    return np.mean([np.mean(cb, axis=-1) - np.mean(plain, axis=-1)
-                    for plain, cb in zip(arms[::2], arms[1::2])], axis=0)
+def _mean_gain(*replicates, axis: int = -1) -> np.ndarray:
+    """Mean over rows of each row's mean paired difference (scipy's vectorised call adds
+    resamples in front)."""
+    return np.mean([np.mean(np.moveaxis(r, axis, -1), axis=-1) for r in replicates], axis=0)
 
 
 def _improvement(*arms, axis: int = -1) -> np.ndarray:
-    """Mean over rows of P(+CB > plain) for a random seed of each arm, ties a half."""
+    """Mean over rows of P(+CB > plain) for a random replicate of each arm, ties a half;
+    ``arms`` alternate plain, +CB."""
     arms = [np.moveaxis(a, axis, -1) for a in arms]
     probabilities = []
     for plain, cb in zip(arms[::2], arms[1::2]):
@@ -88,13 +62,27 @@ def _improvement(*arms, axis: int = -1) -> np.ndarray:
     return np.mean(probabilities, axis=0)
 
 
+def _interval(statistic, samples) -> Tuple[float, float]:
+    result = stats.bootstrap(samples, statistic, n_resamples=BOOTSTRAP_RESAMPLES,
+                             vectorized=True, method='percentile',
+                             rng=np.random.default_rng(BOOTSTRAP_SEED))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def family(row) -> str:
+    """'about CB' for rows replicated at the level of the design, 'conditional' for rows of one
+    pretraining run per arm."""
+    return CONDITIONAL if row.conditional else ABOUT_CB
+
+
 @dataclass
 class Verdict:
-    """Across the rows of one protocol and task (or all tasks of a protocol)."""
+    """Across the rows of one protocol, family and task (or all tasks of a protocol)."""
     protocol: str
+    family: str                      # 'about CB' or 'conditional'
     task: str                        # a task, or 'all tasks'
     rows: int                        # rows with both arms
-    bootstrapped: int                # rows with at least two seeds per arm (in the intervals)
+    bootstrapped: int                # rows with at least two replicates (in the intervals)
     mean_gain: Optional[float]
     gain_ci: Optional[Tuple[float, float]]
     improvement: Optional[float]
@@ -103,121 +91,86 @@ class Verdict:
     tested: int = 0                  # rows with a p-value
 
 
-def _interval(statistic, arms) -> Tuple[float, float]:
-    result = stats.bootstrap(arms, statistic, n_resamples=BOOTSTRAP_RESAMPLES, vectorized=True,
-                             method='percentile', rng=np.random.default_rng(BOOTSTRAP_SEED))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
 def verdicts(rows: Sequence) -> List[Verdict]:
-    """One verdict per (protocol, task) and per protocol over its tasks, for the rows that
-    compare two arms."""
-    compared = [r for r in rows if r.plain_values and r.cb_values]
-    p_values = {id(r): row_p_value(r) for r in compared}
+    """One verdict per (protocol, family, task) and per (protocol, family) over its tasks, for
+    the rows that compare two arms."""
+    compared = [r for r in rows if r.delta is not None and r.plain_level and r.cb_level]
     out = []
     for protocol in dict.fromkeys(r.protocol for r in compared):
-        family = [r for r in compared if r.protocol == protocol]
-        tested = [r for r in family if p_values[id(r)] is not None]
-        adjusted = dict(zip(map(id, tested), holm([p_values[id(r)] for r in tested])))
-        tasks = list(dict.fromkeys(r.task for r in family))
-        groups = [(t, [r for r in family if r.task == t]) for t in tasks]
-        if len(tasks) > 1:
-            groups.append(('all tasks', family))
-        for task, group in groups:
-            out.append(_verdict(protocol, task, group, adjusted))
+        for kind in (ABOUT_CB, CONDITIONAL):
+            group = [r for r in compared if r.protocol == protocol and family(r) == kind]
+            tested = [r for r in group if r.p_value is not None]
+            adjusted = dict(zip(map(id, tested), holm([r.p_value for r in tested])))
+            tasks = list(dict.fromkeys(r.task for r in group))
+            groups = [(t, [r for r in group if r.task == t]) for t in tasks]
+            if len(tasks) > 1:
+                groups.append(('all tasks', group))
+            for task, members in groups:
+                out.append(_verdict(protocol, kind, task, members, adjusted))
     return out
 
 
-def _verdict(protocol: str, task: str, group: Sequence, adjusted: Dict[int, float]) -> Verdict:
-    arms = []
-    for row in group:
-        plain, cb = _arm_values(row)
-        if len(plain) >= 2 and len(cb) >= 2:
-            arms += [plain, cb]
-    all_arms = [a for r in group for a in _arm_values(r)]
-    verdict = Verdict(protocol, task, len(group), len(arms) // 2,
-                      float(_mean_gain(*all_arms)), None, float(_improvement(*all_arms)), None,
+def _verdict(protocol: str, kind: str, task: str, group: Sequence,
+             adjusted: Dict[int, float]) -> Verdict:
+    replicated = [r for r in group if len(r.replicates) >= 2]
+    verdict = Verdict(protocol, kind, task, len(group), len(replicated),
+                      float(np.mean([r.delta for r in group])), None,
+                      float(_improvement(*[np.array(a, float) for r in group
+                                           for a in (r.plain_level, r.cb_level)])), None,
                       tested=sum(id(r) in adjusted for r in group))
-    if arms:
-        verdict.gain_ci = _interval(_mean_gain, arms)
-        verdict.improvement_ci = _interval(_improvement, arms)
+    if replicated:
+        verdict.gain_ci = _interval(_mean_gain, [np.array(r.replicates) for r in replicated])
+        verdict.improvement_ci = _interval(_improvement, [np.array(a, float) for r in replicated
+                                                          for a in (r.plain_level, r.cb_level)])
     verdict.surviving = [f'{row_label(r)} ({adjusted[id(r)]:.3g})' for r in group
                          if id(r) in adjusted and adjusted[id(r)] < ALPHA]
     return verdict
 
 
-def power(gain: float, sd: float, n: int, paired: bool = True,
-          alpha: float = ALPHA) -> float:
-    """Power of the two-sided t-test at ``alpha`` to detect ``gain`` with ``n`` seeds per arm:
-    paired (``sd`` of the paired differences) or two independent arms (``sd`` of either arm)."""
-    if n < 2:
-        return 0.0
-    if paired:
-        dof, noncentrality = n - 1, gain * math.sqrt(n) / sd
-    else:
-        dof, noncentrality = 2 * n - 2, gain / (sd * math.sqrt(2 / n))
-    critical = stats.t.ppf(1 - alpha / 2, dof)
-    upper = stats.nct.sf(critical, dof, noncentrality)
-    lower = stats.nct.cdf(-critical, dof, noncentrality)
-    if not np.isfinite(upper):
-        # scipy's noncentral t gives NaN far out in the tail (seen at 1 degree of freedom and a
-        # noncentrality of 80): the distribution then lies wholly on one side of the value
-        upper = 1.0 if noncentrality > critical else 0.0
-    if not np.isfinite(lower):
-        lower = 1.0 if noncentrality < -critical else 0.0
-    return float(min(upper + lower, 1.0))
-
-
-def minimum_detectable_gain(sd: float, n: int, paired: bool = True,
-                            target_power: float = POWER) -> Optional[float]:
-    """The smallest gain ``n`` seeds detect with ``target_power``."""
-    if n < 2 or sd <= 0:
-        return None
-    high = sd
-    while power(high, sd, n, paired) < target_power:
-        high *= 2
-    return float(optimize.brentq(lambda g: power(g, sd, n, paired) - target_power, 0.0, high,
-                                 xtol=1e-10))
-
-
-def seeds_needed(gain: float, sd: float, paired: bool = True,
-                 target_power: float = POWER) -> Optional[int]:
-    """The fewest seeds per arm that detect ``gain`` with ``target_power`` (None: more than
-    MAX_SEEDS)."""
-    if sd <= 0:
-        return 2
-    for n in range(2, MAX_SEEDS + 1):
-        if power(gain, sd, n, paired) >= target_power:
-            return n
-    return None
-
-
 @dataclass
-class RowPower:
+class RowDesign:
+    """What a row's design can detect, and the cheapest design that detects a target gain."""
     label: str
     protocol: str
-    paired: bool
-    n: int
-    sd: float                  # of the paired differences, or pooled over the arms
+    level: str
+    pairs: int
+    seeds: int
+    components: Components
     detectable: Optional[float]
+    cost_pair: Optional[float]        # device-seconds: pretraining one pair (both arms)
+    cost_seed: Optional[float]        # device-seconds: fine-tuning one seed of a pair (both arms)
+    device: str = 'cpu'
     target_gain: Optional[float] = None
-    seeds_for_target: Optional[int] = None
+    cheapest: Optional[Design] = None
 
 
-def row_power(row, target_gain: Optional[float] = None) -> Optional[RowPower]:
-    """The power figures of a row from its observed spread (None below two seeds per arm)."""
-    diffs = _paired_differences(row)
-    if diffs is not None:
-        n, sd, paired = len(diffs), float(np.std(diffs, ddof=1)), True
-    else:
-        plain, cb = _arm_values(row)
-        if len(plain) < 2 or len(cb) < 2:
-            return None
-        n, paired = min(len(plain), len(cb)), False
-        sd = float(math.sqrt((np.var(plain, ddof=1) + np.var(cb, ddof=1)) / 2))
-    result = RowPower(row_label(row), row.protocol, paired, n, sd,
-                      minimum_detectable_gain(sd, n, paired))
-    if target_gain is not None:
-        result.target_gain = target_gain
-        result.seeds_for_target = seeds_needed(target_gain, sd, paired)
-    return result
+def row_design(row, target_gain: Optional[float] = None, pairs: Optional[int] = None,
+               seeds: Optional[int] = None) -> Optional[RowDesign]:
+    """The design figures of a row (None for a row without paired replicates). ``pairs`` and
+    ``seeds``: the design to judge (default: the row's own)."""
+    if row.level not in ('pairs', 'seeds', 'conditional'):
+        return None
+    components = Components(**row.components)
+    costs = row.costs or {}
+    if row.level == 'conditional':  # given this pair: its seeds are the replicates
+        seeds = seeds or len(row.replicates)
+        return RowDesign(row_label(row), row.protocol, row.level, 1, len(row.replicates),
+                         components, minimum_detectable_gain(Components(total=components.seeds),
+                                                             seeds, 1),
+                         costs.get('pair'), costs.get('seed'), costs.get('device', 'cpu'))
+    own_pairs = row.units
+    own_seeds = row.seeds_per_unit if row.level == 'pairs' else 1
+    pairs, seeds = pairs or own_pairs, seeds or own_seeds
+    design = RowDesign(row_label(row), row.protocol, row.level, own_pairs, own_seeds, components,
+                       minimum_detectable_gain(components, pairs, seeds), costs.get('pair'),
+                       costs.get('seed'), costs.get('device', 'cpu'))
+    if target_gain is not None and design.cost_pair is not None:
+        design.target_gain = target_gain
+        design.cheapest = cheapest_design(target_gain, components, design.cost_pair,
+                                          design.cost_seed or 0.0,
+                                          max_seeds=20 if design.cost_seed else 1)
+    return design
+
+
+__all__ = ['ALPHA', 'POWER', 'BOOTSTRAP_RESAMPLES', 'Verdict', 'verdicts', 'holm', 'RowDesign',
+           'row_design', 'family']

@@ -143,11 +143,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if plan.smoke_data and not args.dry_run:
         from ..data import make_smoke_data
         make_smoke_data()
-    upstream = sum(r.stage == 'upstream' for r in plan.runs)
-    console.line(f'suite {args.suite}: {len(plan.runs)} runs ({upstream} pretraining, '
-                 f'{len(plan.runs) - upstream} fine-tuning: '
-                 f'{len({r.config for r in plan.runs if r.stage == "downstream"})} configs x '
-                 f'{len(plan.seeds)} seeds); work dir {plan.root}')
+    console.line(f'suite {args.suite}: {plan.summary()}; work dir {plan.root}')
     missing = plan.missing_inputs()
     if args.dry_run:
         executor.dry_run(plan, console)
@@ -186,14 +182,14 @@ def _run(executor: Executor, plan: Plan, console: Console, args) -> int:
 def _pilot_power(plan: Plan, console: Console, target_gain: float) -> None:
     """Where the work dir already holds finished runs of the suite (a pilot): the gains the
     planned seeds can detect."""
-    from ..results.report import power_lines
+    from ..results.report import design_lines
     from ..results.runs import read_run_dirs
     from ..results.table import build_table
     finished = [r.work_dir for r in plan.runs if RunDir(r.work_dir).finished]
     if not finished:
         return
-    lines = power_lines(build_table(*read_run_dirs(finished)).rows, target_gain,
-                        seeds=len(plan.seeds))
+    lines = design_lines(build_table(*read_run_dirs(finished)).rows, target_gain,
+                         pairs=len(plan.pairs), seeds=len(plan.seeds))
     if len(lines) > 2:
-        console.line(f'power, from the runs already in {plan.root} (a pilot), for '
-                     f'{len(plan.seeds)} seeds:\n' + '\n'.join(lines))
+        console.line(f'design, from the runs already in {plan.root} (a pilot), for the planned '
+                     f'{len(plan.pairs)} pairs x {len(plan.seeds)} seeds:\n' + '\n'.join(lines))

@@ -56,16 +56,18 @@ def record_run(run: PlannedRun, cfg, runner, checkpoint: Path, metrics: dict,
                launcher: str) -> RunRecord:
     """The run's record, written atomically by rank 0 (the caller has met the other ranks at a
     barrier): the one writer of records."""
+    import torch
+
     from ..launch import rank, world_size
     run_dir = RunDir(run.work_dir)
     record = RunRecord(
         name=run.name, suite=run.suite, stage=run.stage, arm=run.arm,
-        backbone=arm_options(cfg.to_dict()), protocol=run.protocol, seed=run.seed,
+        backbone=arm_options(cfg.to_dict()), protocol=run.protocol, seed=run.seed, pair=run.pair,
         config=run.config, checkpoint=str(checkpoint), iterations=int(runner.iter),
         metrics={k: float(v) for k, v in metrics.items()},
         weights=weights_provenance(run, cfg),
         cost=dict(seconds_per_iter=run_dir.seconds_per_iter(), iterations=int(runner.iter),
-                  processes=world_size()),
+                  processes=world_size(), device='cuda' if torch.cuda.is_available() else 'cpu'),
         launcher=launcher, host=socket.gethostname(), finished=now())
     if rank() == 0:
         run_dir.write_record(record)

@@ -227,7 +227,8 @@ def run_local(plan: Plan, console: Console, jobs: int, threads: int,
                 run_dir = RunDir(run.work_dir)
                 if run_dir.finished:  # by the invocation that held it
                     waiting.remove(run)
-                    console.line(f'{label[run.name]}: done by {held.pop(run.name)}')
+                    console.line(f'{label[run.name]}: done by '
+                                 f'{held.pop(run.name, "another invocation on this work dir")}')
                 elif upstream is not None and upstream.name in failed:
                     waiting.remove(run)
                     failed.append(run.name)

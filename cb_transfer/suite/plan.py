@@ -5,12 +5,13 @@ The plan is pure data built from a suite file (an mmengine config in ``configs/s
     upstream = dict(                  # optional: pretraining pairs, by name
         deit_s=dict(plain='configs/imagenet/deit-s16_8xb128-300e_in1k-224.py',
                     cb='configs/imagenet/deit-s16-cb_8xb128-300e_in1k-224.py'))
-    upstream_seed = 0                 # optional: the seed of the pretraining runs
+    upstream_seeds = [0, 1, 2]        # optional: the pretraining pairs, by seed (or a count;
+                                      # default one pair, seed 0); an entry may name its own
     downstream = [                    # fine-tuning entries
         dict(plain=CONFIG, cb=CONFIG, weights='deit_s'),
         ...
     ]
-    seeds = [0, 1, 2]                 # the fine-tuning seeds
+    seeds = [0, 1, 2]                 # the fine-tuning seeds (an entry may name its own)
     cfg_options = {CONFIG: {key: value}, '*': {...}}   # optional overrides ('*': every config)
     smoke_data = True                 # optional: generate data/smoke first
     work_dir = 'work_dirs/suite_NAME' # optional
@@ -34,7 +35,12 @@ would confound the recipe with CB, and the plan refuses them; so it does arms th
 :func:`cb_transfer.experiment.differences`). Every run carries its protocol as the config key
 ``protocol``, so that the result tables never pair arms of different protocols.
 
-Work dirs: ``<root>/upstream/<config>/seed<N>`` and ``<root>/<protocol>/<config>/seed<N>``.
+Replication has two levels. A *pair* is the plain and the +CB model pretrained with one seed and
+one recipe (``upstream/<config>/seed<r>``); each downstream entry that starts from an upstream
+entry fine-tunes every pair of it with each fine-tuning seed, each arm from its own pair's
+checkpoint (``<protocol>/<config>/pair<r>/seed<s>``). Fine-tuning seeds are nested in pairs, and
+the statistics take the pair as the unit (:mod:`cb_transfer.results.stats`). Runs that no
+upstream run feeds have no pair: ``<protocol>/<config>/seed<s>``.
 """
 import os.path as osp
 from dataclasses import dataclass, field
@@ -81,6 +87,9 @@ class PlannedRun:
     work_dir: Path
     options: Dict = field(default_factory=dict, hash=False)   # the suite's cfg_options
     weights: Optional[Weights] = None
+    # the pretraining pair: its seed (upstream runs: their own), None where no upstream run feeds
+    # the run (files, the configs' own weights, from scratch)
+    pair: Optional[int] = None
 
     @property
     def config_name(self) -> str:
@@ -103,7 +112,8 @@ class Plan:
     suite_file: str
     root: Path
     runs: List[PlannedRun]
-    seeds: List[int]
+    seeds: List[int]               # fine-tuning seeds (an entry may name its own)
+    pairs: List[int] = field(default_factory=lambda: [0])   # pretraining pairs (their seeds)
     smoke_data: bool = False
     slurm: Dict = field(default_factory=dict)   # the suite file's slurm = dict(...)
 
@@ -121,6 +131,37 @@ class Plan:
     @property
     def name(self) -> str:
         return Path(self.suite_file).stem
+
+    def summary(self) -> str:
+        """The runs at both levels of the design, in words."""
+        def count(n: int, what: str) -> str:
+            return f'{n} {what}{"s" * (n != 1)}'
+
+        up = [r for r in self.runs if r.stage == 'upstream']
+        down = [r for r in self.runs if r.stage == 'downstream']
+        parts = []
+        if up:
+            pairs = sorted({r.pair for r in up})
+            parts.append(f'{len(up)} pretraining: {count(len(pairs), "pair")} (seeds '
+                         f'{", ".join(map(str, pairs))})')
+        if down:
+            shapes = {}
+            for config in {r.config for r in down}:
+                runs = [r for r in down if r.config == config]
+                shapes[config] = (len({r.pair for r in runs if r.pair is not None}),
+                                  len({r.seed for r in runs}))
+            shape = [count(len(shapes), 'config')]
+            if len(set(shapes.values())) == 1:
+                pairs, seeds = next(iter(shapes.values()))
+                shape += [count(pairs, 'pair')] if pairs else []
+                shape.append(count(seeds, 'seed'))
+                parts.append(f'{len(down)} fine-tuning: {" x ".join(shape)}')
+            else:
+                pairs = sorted({p for p, _ in shapes.values()})
+                seeds = sorted({s for _, s in shapes.values()})
+                parts.append(f'{len(down)} fine-tuning: {shape[0]}, each with {pairs[0]} to '
+                             f'{pairs[-1]} pairs of {seeds[0]} to {seeds[-1]} seeds')
+        return f'{count(len(self.runs), "run")} ({"; ".join(parts)})'
 
     def missing_inputs(self) -> List[str]:
         """Data and pretrained files the runs read that are not there (relative to the current
@@ -175,27 +216,50 @@ def _resolve_config(config: str, where: str) -> str:
 
 
 def _arms(entry: dict, where: str) -> Dict[str, str]:
-    unknown = set(entry) - {'plain', 'cb', 'weights'}
+    unknown = set(entry) - {'plain', 'cb', 'weights', 'seeds'}
     if unknown:
-        raise SuiteError(f'{where}: unknown keys {sorted(unknown)}; an entry has plain, cb '
-                         'and weights')
+        raise SuiteError(f'{where}: unknown keys {sorted(unknown)}; an entry has plain, cb, '
+                         'weights and seeds')
     if 'plain' not in entry and 'cb' not in entry:
         raise SuiteError(f'{where}: names no config (plain=..., cb=...)')
     return {arm: _resolve_config(entry[arm], where) for arm in ARMS if entry.get(arm)}
 
 
-def _source(spec: str, upstream: Dict[str, Dict[str, PlannedRun]], where: str) -> Weights:
+def _seeds(value, where: str, key: str) -> List[int]:
+    """A list of seeds, or a count n (seeds 0..n-1)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return list(range(value))
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value) \
+            and len(set(value)) == len(value):
+        return [int(v) for v in value]
+    raise SuiteError(f'{where}: {key}={value!r} is neither a list of distinct integer seeds nor a '
+                     'positive count')
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a suite entry names as an arm's weights: an arm of an upstream entry, or a file."""
+    upstream: Optional[str] = None
+    arm: Optional[str] = None
+    file: Optional[str] = None
+
+    def describe(self) -> str:
+        return f'{self.upstream}.{self.arm}' if self.upstream else str(self.file)
+
+
+def _source(spec: str, upstream: Dict[str, dict], where: str) -> Source:
     """'NAME.plain' / 'NAME.cb' (an upstream run) or a file path."""
     name, _, arm = spec.rpartition('.')
     if name in upstream:
-        if arm not in upstream[name]:
+        if arm not in upstream[name]['arms']:
             raise SuiteError(f"{where}: '{spec}' names the {arm!r} arm of upstream {name!r}, "
-                             f'which has {sorted(upstream[name])}')
-        return Weights(run=upstream[name][arm].name, work_dir=upstream[name][arm].work_dir)
+                             f'which has {sorted(upstream[name]["arms"])}')
+        return Source(upstream=name, arm=arm)
     if '/' not in spec and not spec.endswith(('.pth', '.pt', '.bin', '.safetensors')):
         raise SuiteError(f"{where}: '{spec}' is neither an upstream run (NAME.plain or NAME.cb; "
                          f'upstream here: {sorted(upstream) or "none"}) nor a checkpoint file')
-    return Weights(file=spec)
+    return Source(file=spec)
 
 
 def _check_twins(arms: Dict[str, str], options_for, where: str) -> None:
@@ -215,9 +279,10 @@ def _check_twins(arms: Dict[str, str], options_for, where: str) -> None:
                          + '\n  '.join(found))
 
 
-def _weights(entry: dict, arms: Dict[str, str], upstream: Dict[str, Dict[str, PlannedRun]],
-             where: str) -> Tuple[Dict[str, Optional[Weights]], Optional[str]]:
-    """Each arm's weights and the protocol they make; protocol None: the configs' own."""
+def _weights(entry: dict, arms: Dict[str, str], upstream: Dict[str, dict],
+             where: str) -> Tuple[Dict[str, Optional[Source]], Optional[str]]:
+    """Each arm's source of weights and the protocol they make; protocol None: the configs'
+    own."""
     spec = entry.get('weights')
     if spec is None:
         return {arm: None for arm in arms}, None
@@ -235,12 +300,12 @@ def _weights(entry: dict, arms: Dict[str, str], upstream: Dict[str, Dict[str, Pl
     plain, cb = sources['plain'], sources['cb']
     if plain == cb:
         return sources, CB_AT_FINETUNE
-    if plain.run and cb.run:
-        if not any(pair.get('plain') and pair.get('cb') and pair['plain'].name == plain.run
-                   and pair['cb'].name == cb.run for pair in upstream.values()):
-            raise SuiteError(f'{where}: the arms start from {plain.run} and {cb.run}, which are '
-                             'not the plain and CB arms of one upstream pair; a comparison needs '
-                             'both arms pretrained with one recipe')
+    if plain.upstream and cb.upstream:
+        if (plain.upstream, plain.arm, cb.arm) != (cb.upstream, 'plain', 'cb'):
+            raise SuiteError(f'{where}: the arms start from {plain.describe()} and '
+                             f'{cb.describe()}, which are not the plain and CB arms of one '
+                             'upstream pair; a comparison needs both arms pretrained with one '
+                             'recipe')
         return sources, TWO_STAGE
     if plain.file and cb.file:
         return sources, TWO_STAGE
@@ -269,31 +334,41 @@ def load_plan(suite_file: str, work_dir: Optional[str] = None) -> Plan:
     suite_name = Path(suite_file).stem
     root = Path(work_dir or suite.get('work_dir') or f'work_dirs/suite_{suite_name}')
     options = suite.get('cfg_options') or {}
+    seeds = _seeds(suite.seeds, where, 'seeds')
+    if 'upstream_seed' in suite and 'upstream_seeds' not in suite:  # one pair, as before
+        pair_seeds = _seeds([suite.upstream_seed], where, 'upstream_seed')
+    else:
+        pair_seeds = _seeds(suite.get('upstream_seeds', 1), where, 'upstream_seeds')
 
     def options_for(config: str) -> dict:
         relative = osp.relpath(config, REPO)
         return {**options.get('*', {}), **options.get(relative, {}), **options.get(config, {})}
 
     runs: List[PlannedRun] = []
-    upstream: Dict[str, Dict[str, PlannedRun]] = {}
-    seed = int(suite.get('upstream_seed', 0))
+    # upstream name -> its arms' configs and {pair seed: {arm: run}}
+    upstream: Dict[str, dict] = {}
     for name, entry in (suite.get('upstream') or {}).items():
         pair_where = f"{where}, upstream '{name}'"
         if not isinstance(entry, dict):
             raise SuiteError(f'{pair_where}: give dict(plain=CONFIG, cb=CONFIG)')
-        upstream[name] = {}
+        if 'weights' in entry:
+            raise SuiteError(f'{pair_where}: a pretraining pair trains from scratch; weights= '
+                             'belongs to downstream entries')
         arms = _arms(entry, pair_where)
         _check_twins(arms, options_for, pair_where)
-        for arm, config in arms.items():
-            run = PlannedRun(
-                name=f'{UPSTREAM}/{Path(config).stem}/seed{seed}', suite=suite_name,
-                stage='upstream', arm=arm,
-                config=config, seed=seed, protocol=PRETRAINING,
-                work_dir=root / UPSTREAM / Path(config).stem / f'seed{seed}',
-                options=options_for(config))
-            upstream[name][arm] = run
-            if run.name not in {r.name for r in runs}:
-                runs.append(run)
+        pairs = _seeds(entry['seeds'], pair_where, 'seeds') if 'seeds' in entry else pair_seeds
+        upstream[name] = dict(arms=arms, pairs={})
+        for pair in pairs:
+            upstream[name]['pairs'][pair] = {}
+            for arm, config in arms.items():
+                run = PlannedRun(
+                    name=f'{UPSTREAM}/{Path(config).stem}/seed{pair}', suite=suite_name,
+                    stage='upstream', arm=arm, config=config, seed=pair, protocol=PRETRAINING,
+                    work_dir=root / UPSTREAM / Path(config).stem / f'seed{pair}',
+                    options=options_for(config), pair=pair)
+                upstream[name]['pairs'][pair][arm] = run
+                if run.name not in {r.name for r in runs}:
+                    runs.append(run)
 
     for index, entry in enumerate(suite.downstream):
         entry_where = f'{where}, downstream[{index}]'
@@ -301,16 +376,27 @@ def load_plan(suite_file: str, work_dir: Optional[str] = None) -> Plan:
             raise SuiteError(f'{entry_where}: give dict(plain=CONFIG, cb=CONFIG, weights=...)')
         arms = _arms(entry, entry_where)
         _check_twins(arms, options_for, entry_where)
-        weights, protocol = _weights(entry, arms, upstream, entry_where)
+        sources, protocol = _weights(entry, arms, upstream, entry_where)
+        entry_seeds = _seeds(entry['seeds'], entry_where, 'seeds') if 'seeds' in entry else seeds
         for arm, config in arms.items():
             arm_protocol = protocol or Config.fromfile(config).get('protocol') or 'as configured'
-            for s in suite.seeds:
-                name = f'{arm_protocol}/{Path(config).stem}/seed{s}'
-                if name in {r.name for r in runs}:
-                    raise SuiteError(f'{entry_where}: {name} is planned twice')
-                runs.append(PlannedRun(
-                    name=name, suite=suite_name, stage='downstream', arm=arm, config=config, seed=int(s),
-                    protocol=arm_protocol, work_dir=root / name, options=options_for(config),
-                    weights=weights[arm]))
-    return Plan(suite_file=suite_file, root=root, runs=runs, seeds=list(suite.seeds),
+            source = sources[arm]
+            if source is not None and source.upstream:  # each pair of the upstream entry
+                pairs = upstream[source.upstream]['pairs']
+                starts = [(pair, Weights(run=pairs[pair][source.arm].name,
+                                         work_dir=pairs[pair][source.arm].work_dir))
+                          for pair in pairs]
+            else:
+                starts = [(None, Weights(file=source.file) if source is not None else None)]
+            for pair, weights in starts:
+                for s in entry_seeds:
+                    level = f'pair{pair}/seed{s}' if pair is not None else f'seed{s}'
+                    name = f'{arm_protocol}/{Path(config).stem}/{level}'
+                    if name in {r.name for r in runs}:
+                        raise SuiteError(f'{entry_where}: {name} is planned twice')
+                    runs.append(PlannedRun(
+                        name=name, suite=suite_name, stage='downstream', arm=arm, config=config,
+                        seed=int(s), protocol=arm_protocol, work_dir=root / name,
+                        options=options_for(config), weights=weights, pair=pair))
+    return Plan(suite_file=suite_file, root=root, runs=runs, seeds=seeds, pairs=pair_seeds,
                 smoke_data=bool(suite.get('smoke_data')), slurm=dict(suite.get('slurm') or {}))
