@@ -11,11 +11,11 @@ on CPU (SETUP_NOTES trap 4), so we start the process group ourselves and wrap wi
 """
 import argparse
 import contextlib
+import gc
 import itertools
 import logging
 import os
 import os.path as osp
-import subprocess
 import sys
 import time
 from typing import Iterator, List, Optional, Sequence
@@ -93,18 +93,18 @@ def _replace_sync_bn(node):
             _replace_sync_bn(value)
 
 
-def _slurm_environment() -> None:
-    """torch.distributed's variables from Slurm's, as mmengine's own Slurm launcher sets them
-    (rank from SLURM_PROCID, world size from SLURM_NTASKS, the master address from the first host
-    of SLURM_NODELIST), without its ``torch.cuda.set_device``."""
-    node_list = os.environ['SLURM_NODELIST']
-    first_host = subprocess.run(['scontrol', 'show', 'hostnames', node_list], capture_output=True,
-                                text=True, check=True).stdout.split()[0]
-    os.environ.setdefault('MASTER_ADDR', first_host)
-    os.environ.setdefault('MASTER_PORT', '29500')
-    os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
-    os.environ['RANK'] = os.environ['SLURM_PROCID']
-    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+def export_slurm_environment() -> None:
+    """torch.distributed's variables (``env://``: rank, world size, local rank, master address
+    and port) from the Slurm task this process is, through submitit's
+    ``TorchDistributedEnvironment``: the master is the job's first node, the port one the job's
+    tasks agree on (``MASTER_PORT`` where set). CUDA's visible devices are left alone: each task
+    picks its GPU by its local rank."""
+    from submitit.helpers import TorchDistributedEnvironment
+
+    # submitit recognises its own jobs by this variable; a task that srun started by hand
+    # (tools/slurm_train.sh) is the same kind of Slurm task
+    os.environ.setdefault('SUBMITIT_EXECUTOR', 'slurm')
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
 
 
 def _prepare_cpu_distributed(cfg: Config, launcher: str) -> None:
@@ -114,7 +114,7 @@ def _prepare_cpu_distributed(cfg: Config, launcher: str) -> None:
                            "on gloo")
     if not dist.is_initialized():
         if launcher == 'slurm':
-            _slurm_environment()
+            export_slurm_environment()
         dist.init_process_group(backend='gloo')
     cfg.env_cfg = dict(cfg.get('env_cfg', {}), dist_cfg=dict(backend='gloo'))
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
@@ -144,17 +144,29 @@ def barrier() -> None:
 @contextlib.contextmanager
 def distributed_session() -> Iterator[None]:
     """End the process group this process joined (ours on CPU, mmengine's on GPUs) when the
-    block ends: after a barrier when the block ended well, so that no rank leaves while another
-    still talks to it; at once after an error."""
+    block ends, while the interpreter is still alive: after a barrier when the block ended well,
+    so that no rank leaves while another still talks to it; at once after an error.
+
+    Why while alive: gloo's worker threads free a finished collective (and the tensors it holds)
+    after the caller has moved on. If the interpreter is already finalizing then, freeing a
+    tensor takes the GIL, Python ends the thread, and its forced unwind through a noexcept
+    destructor aborts the process ("terminate called without an active exception", SIGABRT;
+    a core dump shows ProcessGroupGloo::runLoop destroying an AsyncBarrierWork while the main
+    thread is in Py_FinalizeEx). The group's destructor drains its work queue and joins those
+    threads; it runs only once nothing holds the group, and the runners' distributed models,
+    which do, live in reference cycles: they are collected first.
+    """
     ended_well = False
     try:
         yield
         ended_well = True
     finally:
         if dist.is_available() and dist.is_initialized():
+            gc.collect()  # runners and their distributed models hold the group
             if ended_well:
                 dist.barrier()
             dist.destroy_process_group()
+            gc.collect()
 
 
 _runners_built = itertools.count(1)

@@ -4,6 +4,7 @@
 20 iterations, two seeds), once per session through ``tools/run_suite.py``; the suite, upstream,
 report, attention and Slurm tests all read its work dir. Helpers are in helpers.py.
 """
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +15,7 @@ from helpers import reduced_suite, run, suite_command
 import cb_transfer  # noqa: F401
 from cb_transfer.data import make_smoke_data
 
-END_TO_END = {'smoke_cwd', 'local_suite'}
+END_TO_END = {'smoke_cwd', 'local_suite', 'two_process_reference'}
 
 
 def pytest_collection_modifyitems(items):
@@ -42,3 +43,21 @@ def local_suite(smoke_cwd) -> SimpleNamespace:
     proc = run(suite_command(suite, work_dir, '--jobs', 2, '--threads', 1), smoke_cwd)
     return SimpleNamespace(cwd=smoke_cwd, suite=suite, work_dir=work_dir, console=proc.stdout,
                            stderr=proc.stderr)
+
+
+@pytest.fixture(scope='session')
+def two_process_reference(smoke_cwd) -> SimpleNamespace:
+    """The reduced suite's smallest run trained by tools/dist_train.sh with two gloo processes
+    (one thread each), with the options the suite gives it: the weights every multi-process
+    launcher must end with."""
+    from helpers import REPO, one_run_suite
+
+    from cb_transfer.suite.plan import load_plan
+    suite = one_run_suite(smoke_cwd)
+    (planned,) = load_plan(str(suite), str(smoke_cwd / 'work_dirs' / 'unused')).runs
+    work_dir = smoke_cwd / 'two_processes'
+    env = dict(GPUS='2', PORT='29531', PYTHON=sys.executable, OMP_NUM_THREADS='1')
+    proc = run(['bash', REPO / 'tools' / 'dist_train.sh', planned.config, '--work-dir', work_dir,
+                '--cfg-options', *planned.options_as_args()], smoke_cwd, env=env)
+    return SimpleNamespace(suite=suite, run=planned, work_dir=work_dir,
+                           checkpoint=work_dir / 'epoch_2.pth', log=proc.stdout + proc.stderr)

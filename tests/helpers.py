@@ -255,3 +255,32 @@ def toy_runner(work_dir: Path, max_iters: int, save_every: int, validate_every: 
         custom_hooks=[dict(type='cb_transfer.ExactResumeHook'), *hooks],
         randomness=dict(seed=0), experiment_name=f'toy_{next(_TOY_RUNS)}',  # one logger a name
         **validation, **runner_args)
+
+
+# ---- one run, several processes ----------------------------------------------------------------
+def one_run_suite(directory: Path) -> Path:
+    """The reduced suite's smallest run alone (the plain arm's pretraining, seed 0): what the
+    multi-process tests run through every launcher."""
+    return reduced_suite(directory, 'one_run', detection=False, extra=f'''
+        upstream = dict(_delete_=True, vit_tiny=dict(plain={UPSTREAM[0]!r}))
+        upstream_seeds = [0]
+        downstream = []
+        seeds = [0]
+        ''')
+
+
+def job_processes(job_id: str) -> List[int]:
+    """The processes of a Slurm job on this machine (its tasks: the Python processes whose
+    environment names the job)."""
+    pids = []
+    for entry in Path('/proc').iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / 'environ').read_bytes().split(b'\0')
+            command = (entry / 'cmdline').read_bytes()
+        except OSError:
+            continue
+        if f'SLURM_JOB_ID={job_id}'.encode() in environ and b'submitit' in command:
+            pids.append(int(entry.name))
+    return pids

@@ -1,7 +1,11 @@
-"""The suite on a real Slurm cluster: a single node stood up from Debian's packages by
-tools/slurm_local_cluster.sh (as root, loopback only) and taken down after the tests.
+"""The suite on a real Slurm cluster: two nodes on this machine, stood up from Debian's packages by
+tools/slurm_local_cluster.sh (as root, loopback only) once per test session and taken down after.
 
-One scenario, shared by the tests below: the reduced suite (pretraining, then UPerNet, one seed)
+Two scenarios. Jobs of several tasks and nodes: the reduced suite's smallest run as one job of
+two tasks on one node, the same job requeued after its first checkpoint, and one task on each of
+the two nodes; each ends with the weights of tools/dist_train.sh with two processes.
+
+And one scenario of single-task jobs: the reduced suite (pretraining, then UPerNet, one seed)
 submitted at once; submitted again while queued; while a ``--wait`` blocks, the +CB fine-tuning
 job killed for good with ``scancel`` as soon as it runs, and the plain one requeued with
 ``scontrol requeue`` after its first checkpoint; ``--status``; a third submission, which reruns
@@ -13,6 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,9 +26,11 @@ from unittest import mock
 
 import pytest
 import torch
-from helpers import REPO, SEG_ITERS, reduced_suite, suite_command
+from helpers import (REPO, SEG_ITERS, assert_same_weights, job_processes, reduced_suite,
+                     state_dict, suite_command)
 
 from cb_transfer.run_dir import RunDir
+from cb_transfer.suite.slurm import job_paths
 from cb_transfer.suite import main as suite_main
 
 CLUSTER = REPO / 'tools' / 'slurm_local_cluster.sh'
@@ -37,17 +44,39 @@ pytestmark = pytest.mark.skipif(
     reason='standing up Slurm needs root and Debian packages (CI runs as root)')
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp('slurm')
     try:
-        proc = subprocess.run(['bash', str(CLUSTER), 'up', str(state)], capture_output=True,
+        proc = subprocess.run(['bash', str(CLUSTER), 'up', str(state), '2'], capture_output=True,
                               text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         yield {'SLURM_CONF': str(state / 'slurm.conf')}
     finally:
         subprocess.run(['bash', str(CLUSTER), 'down', str(state)], capture_output=True,
                        timeout=120)
+
+
+def requeue(job: str, env: dict) -> None:
+    """``scontrol requeue`` a running job. Its processes are stopped first where they stand, so
+    that however fast the machine they cannot train to the end before the requeue takes; and
+    killed once Slurm has taken it (this cluster's process tracking leaves a job's Python
+    processes running past the SIGTERM, which submitit ignores: a real node kills them after
+    KillWait)."""
+    pids = job_processes(job)
+    assert pids, f'no process of job {job} found'
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    deadline = time.time() + 60
+    while subprocess.run(['scontrol', 'requeue', job], env={**os.environ, **env},
+                         capture_output=True).returncode != 0:  # "pending execution" at first
+        assert time.time() < deadline
+        time.sleep(0.5)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def scontrol(job_id: str, env: dict) -> dict:
@@ -122,19 +151,8 @@ def scenario(cluster, local_suite):
     marker = requeued / 'last_checkpoint'  # written once iter_10.pth is whole
     wait_until(lambda: marker.exists() and marker.read_text().strip().endswith('iter_10.pth'),
                f'{REQUEUED} to save iter_10.pth')
-    # stopped where it stands (the process that claimed the run), so that however fast the
-    # machine it cannot train to its end before it is requeued; killed once Slurm has taken
-    # the requeue (this cluster's process tracking leaves the job's Python process running
-    # past its SIGTERM, which submitit ignores: a real node's would be killed after KillWait)
-    holder = RunDir(requeued).holder().pid
-    os.kill(holder, signal.SIGSTOP)
     (job,) = job_ids(requeued)
-    deadline = time.time() + 60
-    while subprocess.run(['scontrol', 'requeue', job], env={**os.environ, **cluster},
-                         capture_output=True).returncode != 0:  # "pending execution" at first
-        assert time.time() < deadline
-        time.sleep(0.5)
-    os.kill(holder, signal.SIGKILL)
+    requeue(job, cluster)
     out.waited, out.waited_stderr = waiting.communicate(timeout=600)
     out.waited_code = waiting.returncode
     out.times.append(('status', time.time()))
@@ -228,3 +246,97 @@ def test_the_table_equals_the_table_of_the_same_suite_run_locally(scenario, loca
             # which hold the run's own paths and times besides the same weights)
             assert row[f'{arm}_weights'].split(' (')[0] == other[f'{arm}_weights'].split(' (')[0]
     assert (scenario.work_dir / 'report.md').is_file()
+
+
+# ---- jobs of several tasks and nodes ----------------------------------------------------------
+
+TWO_TASKS = ['--launcher', 'slurm', '--gpus-per-node', 0, '--cpus-per-task', 1,
+             '--time-min', 30, '--max-requeues', 2, '--poll-seconds', 1]
+
+
+@pytest.fixture(scope='module')
+def multi_task(cluster, two_process_reference, smoke_cwd):
+    """The smallest run as 2 tasks on 1 node; the same, requeued after its first checkpoint;
+    as 1 task on each of 2 nodes. Each is a suite of one run through the suite's Slurm
+    executor."""
+    cwd, suite = smoke_cwd, two_process_reference.suite
+    name = two_process_reference.run.name
+    out = SimpleNamespace(name=name, env=cluster)
+    shapes = dict(one_node=['--nodes', 1, '--tasks-per-node', 2],
+                  requeued=['--nodes', 1, '--tasks-per-node', 2],
+                  two_nodes=['--nodes', 2, '--tasks-per-node', 1])
+    for shape, args in shapes.items():
+        work_dir = cwd / 'work_dirs' / f'slurm_{shape}'
+        command = suite_command(suite, work_dir, *TWO_TASKS, *args)
+        if shape == 'requeued':  # submitted, then requeued once its first checkpoint is whole
+            in_process(command[2:], cwd, cluster)
+            marker = work_dir / name / 'last_checkpoint'
+            wait_until(lambda: marker.exists() and
+                       marker.read_text().strip().endswith('epoch_1.pth'), 'epoch_1.pth')
+            (job,) = job_ids(work_dir / name)
+            requeue(job, cluster)
+        console = in_process(command[2:] + ['--wait'], cwd, cluster)
+        run_dir = RunDir(work_dir / name)
+        (job,) = job_ids(run_dir.path)
+        setattr(out, shape, SimpleNamespace(
+            console=console, run_dir=run_dir, job=job,
+            task_logs=[job_paths(run_dir.path, job, task).stdout.read_text() for task in (0, 1)]))
+    # and by hand: tools/slurm_train.sh on a CPU partition, two gloo tasks
+    planned = two_process_reference.run
+    out.srun_dir = cwd / 'work_dirs' / 'slurm_train_sh'
+    srun = subprocess.run(
+        ['bash', REPO / 'tools' / 'slurm_train.sh', 'debug', 'cb_by_hand', planned.config,
+         '--work-dir', out.srun_dir, '--cfg-options', *planned.options_as_args()],
+        cwd=cwd, capture_output=True, text=True, timeout=600,
+        env={**os.environ, **cluster, 'GPUS': '2', 'GPUS_PER_NODE': '0', 'CPUS_PER_TASK': '1',
+             'PYTHON': sys.executable, 'OMP_NUM_THREADS': '1'})
+    out.srun = srun
+    return out
+
+
+def test_a_two_task_job_is_one_run_of_two_processes_with_the_weights_of_dist_train(
+        multi_task, two_process_reference):
+    one_node = multi_task.one_node
+    nodes = set()
+    for task, log in enumerate(one_node.task_logs):
+        found = re.search(rf'task {task} of 2 on node (n\d) of (n\d)\n', log)
+        assert found, log[-3000:]
+        nodes.add(found.group(1))
+    assert len(nodes) == 1  # both tasks on one node
+    assert 'gloo backend, rank 0 of 2' in one_node.task_logs[0]
+    record = one_node.run_dir.record
+    assert record.cost['processes'] == 2 and record.launcher == 'pytorch'
+    assert_same_weights(state_dict(record.checkpoint),
+                        state_dict(two_process_reference.checkpoint))
+
+
+def test_a_requeued_two_task_job_resumes_to_the_same_weights(multi_task, two_process_reference):
+    requeued = multi_task.requeued
+    assert scontrol(requeued.job, multi_task.env)['Restarts'] == '1'
+    for task, log in enumerate(requeued.task_logs):
+        assert 'restart 1' in log and f'task {task} of 2' in log
+    assert 'resumed epoch: 1' in requeued.task_logs[0]
+    assert_same_weights(state_dict(requeued.run_dir.record.checkpoint),
+                        state_dict(two_process_reference.checkpoint))
+
+
+def test_one_task_on_each_of_two_nodes_gives_the_same_weights(multi_task,
+                                                              two_process_reference):
+    two_nodes = multi_task.two_nodes
+    nodes = set()
+    for task, log in enumerate(two_nodes.task_logs):
+        found = re.search(rf'task {task} of 2 on node (n\d) of n\[1-2\]', log)
+        assert found, log[-3000:]
+        nodes.add(found.group(1))
+    assert nodes == {'n1', 'n2'}  # each task on its own node
+    assert 'gloo backend, rank 0 of 2' in two_nodes.task_logs[0]
+    assert_same_weights(state_dict(two_nodes.run_dir.record.checkpoint),
+                        state_dict(two_process_reference.checkpoint))
+
+
+def test_slurm_train_sh_runs_gloo_tasks_on_a_cpu_partition(multi_task, two_process_reference):
+    srun = multi_task.srun
+    assert srun.returncode == 0, srun.stdout[-3000:] + srun.stderr[-3000:]
+    assert 'CPU distributed run (slurm): gloo backend, rank 0 of 2' in srun.stdout + srun.stderr
+    assert_same_weights(state_dict(multi_task.srun_dir / 'epoch_2.pth'),
+                        state_dict(two_process_reference.checkpoint))

@@ -1,14 +1,12 @@
 """The pipeline at CPU size through the command-line tools: tools/train.py and tools/test.py, the
 train scripts that ship inside mmseg and mmdet, a killed run resumed exactly, a truncated newest
-checkpoint passed over, and two gloo processes under torchrun.
+checkpoint passed over. (Several processes: test_distributed.py and test_slurm.py.)
 
 (The suite's own runs, in test_suite.py and test_slurm.py, train, validate and test every task
 in-process and in Slurm jobs; this file covers the tools a user runs by hand.)
 """
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -122,20 +120,6 @@ def test_a_truncated_newest_checkpoint_is_passed_over_and_the_resume_is_still_ex
     assert f'resume: from {runs.truncated / f"iter_{SEG_EVERY}.pth"}' in runs.truncated_log
     assert f'resumed epoch: 0, iter: {SEG_EVERY}' in runs.truncated_log
     assert_same_weights(state_dict(runs.cut), state_dict(runs.seg / f'iter_{SEG_ITERS}.pth'))
-
-
-def test_two_gloo_processes_train_to_the_end(smoke_cwd):
-    work_dir = smoke_cwd / 'tools_gloo'
-    env = {**os.environ, 'GPUS': '2', 'PORT': '29517', 'PYTHON': sys.executable,
-           'OMP_NUM_THREADS': '1'}
-    cmd = ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(SEG), '--work-dir', str(work_dir),
-           '--cfg-options', *schedule(30, 30)]
-    proc = subprocess.run(cmd, cwd=smoke_cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-6000:]
-    log = proc.stdout + proc.stderr
-    assert 'CPU distributed run (pytorch): gloo backend, rank 0 of 2' in log
-    assert (work_dir / 'iter_30.pth').exists()
-    assert 'mIoU' in evaluations(work_dir)[30]
 
 
 def test_the_suite_tested_the_checkpoint_each_run_ended_with(local_suite):

@@ -192,7 +192,7 @@ def test_dry_run_of_the_full_preset_lists_every_run_and_touches_nothing(
     names = [line.split()[1].rstrip(':') for line in lines]
     assert len({name.split('/')[1] for name in names}) == 6 + 28
     for line, name in zip(lines, names):
-        assert f'--run {name} --launcher pytorch' in line
+        assert f'--run-name {name} --launcher pytorch' in line
         if name.startswith('upstream/'):
             assert '(weights:' not in line.split(':')[0]
         else:  # each arm from its own pair's pretraining run of its kind, resolved when it starts

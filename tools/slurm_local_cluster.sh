@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# A single-node Slurm cluster on this machine, for trying and testing the suite's Slurm launcher.
+# A Slurm cluster of one or more nodes on this machine, for trying and testing the suite's Slurm
+# launcher and jobs of several tasks and nodes.
 #
-#   tools/slurm_local_cluster.sh up   [STATE_DIR]   install (Debian packages) if needed, then start
-#   tools/slurm_local_cluster.sh down [STATE_DIR]   stop every daemon and job, remove STATE_DIR
-#   tools/slurm_local_cluster.sh env  [STATE_DIR]   print the variables a client needs (eval it)
+#   tools/slurm_local_cluster.sh up   [STATE_DIR] [NODES]  install (Debian packages) if needed,
+#                                                          then start NODES nodes (default 1)
+#   tools/slurm_local_cluster.sh down [STATE_DIR]          stop every daemon and job, remove it
+#   tools/slurm_local_cluster.sh env  [STATE_DIR]          print what a client needs (eval it)
 #
-# As root, without systemd: munged, slurmctld and slurmd run from STATE_DIR (default
+# As root, without systemd: munged, slurmctld and one slurmd per node run from STATE_DIR (default
 # /tmp/cb_transfer_slurm) with their own key, socket, configuration, spool and logs, so nothing in
 # /etc is changed and a system Slurm, if any, is left alone. Every daemon and client binds to
 # 127.0.0.1 only (CommunicationParameters=NoCtldInAddrAny,NoInAddrAny): nothing listens beyond
 # loopback. No accounting database: job states come from squeue and scontrol, which keep finished
 # jobs for MinJobAge seconds.
+#
+# Several nodes on one machine: Debian's Slurm is built with multiple-slurmd support, so nodes
+# n1..nN are one slurmd each (`slurmd -N nI`, its own port, spool, pid and log file, all at
+# 127.0.0.1). Jobs must resolve the node names (a job's master address is its first node's name):
+# each slurmd starts in a mount namespace of its own where STATE_DIR/hosts (this machine's
+# /etc/hosts plus the node names at 127.0.0.1) is bind-mounted over /etc/hosts, which its jobs
+# inherit; the machine's own /etc/hosts is never written.
 #
 # After `up`, run clients with the printed variables, e.g.
 #   eval "$(tools/slurm_local_cluster.sh env)"; sinfo; cb-run-suite SUITE --launcher slurm
@@ -18,9 +27,9 @@ set -euo pipefail
 
 ACTION=${1:-}
 STATE=${2:-/tmp/cb_transfer_slurm}
+NODES=${3:-1}
 CTLD_PORT=${CB_SLURMCTLD_PORT:-16817}
-SLURMD_PORT=${CB_SLURMD_PORT:-16818}
-NODE=localhost
+SLURMD_PORT=${CB_SLURMD_PORT:-16818}  # node nI listens on SLURMD_PORT + I - 1
 PARTITION=debug
 
 die() { echo "slurm_local_cluster: $*" >&2; exit 1; }
@@ -48,7 +57,7 @@ write_config() {
     cpus=$(nproc)
     mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
     cat >"$STATE/slurm.conf" <<EOF
-# Written by tools/slurm_local_cluster.sh: one node, loopback only, state in $STATE.
+# Written by tools/slurm_local_cluster.sh: $NODES node(s), loopback only, state in $STATE.
 ClusterName=cbtransfer
 SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
@@ -60,11 +69,11 @@ AuthInfo=socket=$STATE/munge/munge.socket,cred_expire=5
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=$STATE/ctld
-SlurmdSpoolDir=$STATE/slurmd
+SlurmdSpoolDir=$STATE/slurmd/%n
 SlurmctldPidFile=$STATE/slurmctld.pid
-SlurmdPidFile=$STATE/slurmd.pid
+SlurmdPidFile=$STATE/slurmd-%n.pid
 SlurmctldLogFile=$STATE/slurmctld.log
-SlurmdLogFile=$STATE/slurmd.log
+SlurmdLogFile=$STATE/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
@@ -81,9 +90,19 @@ JobRequeue=1
 KillWait=1
 MinJobAge=3600
 SlurmdTimeout=60
-NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=localhost CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
+    for i in $(seq "$NODES"); do
+        echo "NodeName=n$i NodeAddr=127.0.0.1 NodeHostname=localhost Port=$((SLURMD_PORT + i - 1)) CPUs=$cpus RealMemory=$mem State=UNKNOWN" >>"$STATE/slurm.conf"
+    done
+    echo "PartitionName=$PARTITION Nodes=n[1-$NODES] Default=YES MaxTime=INFINITE State=UP" >>"$STATE/slurm.conf"
+    # the node names, for the jobs (bind-mounted over /etc/hosts in each slurmd's namespace)
+    { cat /etc/hosts; echo "127.0.0.1 $(seq -f 'n%g' -s ' ' "$NODES")"; } >"$STATE/hosts"
+}
+
+start_node() {  # start_node NAME: its slurmd in a mount namespace where /etc/hosts names the nodes
+    mkdir -p "$STATE/slurmd/$1"
+    unshare --mount --propagation private -- sh -c \
+        'mount --bind "$1" /etc/hosts && exec slurmd -N "$2"' sh "$STATE/hosts" "$1"
 }
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
@@ -112,7 +131,8 @@ up() {
         client_env
         return
     fi
-    for port in "$CTLD_PORT" "$SLURMD_PORT"; do
+    case "$NODES" in ''|*[!0-9]*|0) die "NODES=$NODES: give a positive number of nodes" ;; esac
+    for port in "$CTLD_PORT" $(seq "$SLURMD_PORT" $((SLURMD_PORT + NODES - 1))); do
         port_free "$port" || die "port $port on 127.0.0.1 is in use (another cluster up? take it \
 down, or choose other ports with CB_SLURMCTLD_PORT and CB_SLURMD_PORT)"
     done
@@ -128,9 +148,13 @@ down, or choose other ports with CB_SLURMCTLD_PORT and CB_SLURMD_PORT)"
     export SLURM_CONF=$STATE/slurm.conf
     slurmctld -i
     wait_for 30 slurmctld scontrol ping
-    slurmd -N "$NODE"
-    wait_for 60 "the node $NODE" bash -c "sinfo -h -n $NODE -o %t | grep -qx idle"
-    echo "slurm_local_cluster: up: node $NODE ($(nproc) CPUs), partition $PARTITION, state in $STATE"
+    for i in $(seq "$NODES"); do
+        start_node "n$i"
+    done
+    for i in $(seq "$NODES"); do
+        wait_for 60 "the node n$i" bash -c "sinfo -h -n n$i -o %t | grep -qx idle"
+    done
+    echo "slurm_local_cluster: up: nodes n[1-$NODES] ($(nproc) CPUs each, one machine), partition $PARTITION, state in $STATE"
     client_env
 }
 
@@ -147,7 +171,10 @@ stop_pid() {  # stop_pid PIDFILE
 }
 
 stop_daemons() {
-    stop_pid "$STATE/slurmd.pid"
+    local pidfile
+    for pidfile in "$STATE"/slurmd-*.pid; do
+        stop_pid "$pidfile"
+    done
     stop_pid "$STATE/slurmctld.pid"
     stop_pid "$STATE/munge/munged.pid"
 }

@@ -8,7 +8,7 @@ starts from an upstream run reads that run's record when it starts, not when it 
 submitted, so that a Slurm job queued behind its upstream job picks up the checkpoint the upstream
 job ended with.
 
-``python -m cb_transfer.suite.job SUITE --work-dir ROOT --run NAME --launcher pytorch`` is the
+``python -m cb_transfer.suite.job SUITE --work-dir ROOT --run-name NAME --launcher pytorch`` is the
 same work for one run of a suite, in each process that torchrun starts.
 """
 import argparse
@@ -115,11 +115,12 @@ def main(argv: Optional[List[str]] = None) -> None:
                                      "executor's command, in each process)")
     parser.add_argument('suite')
     parser.add_argument('--work-dir', required=True)
-    parser.add_argument('--run', required=True, help="the run's name in the plan")
+    # not --run: torchrun, which passes these on, would take it for its own --run-path
+    parser.add_argument('--run-name', required=True, help="the run's name in the plan")
     parser.add_argument('--launcher', default='pytorch', choices=('none', 'pytorch', 'slurm'))
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', '0')
-    run = load_plan(args.suite, args.work_dir).run(args.run)
+    run = load_plan(args.suite, args.work_dir).run(args.run_name)
     with distributed_session():
         execute(run, launcher=args.launcher)
 

@@ -99,7 +99,9 @@ class SlurmResources:
 
 
 class SlurmJob(submitit.helpers.Checkpointable):
-    """What a job runs (pickled by submitit): :func:`execute` for one run, in every task.
+    """What a job runs (pickled by submitit): :func:`execute` for one run, in every task (one
+    process of the run's process group each: ranks, world size and master address from Slurm
+    through submitit's ``TorchDistributedEnvironment``).
 
     The job's rank-0 task claims the run first (a requeued job takes over its own claim); a run
     held by another live process fails the job, naming the holder. ``checkpoint`` (submitit's
@@ -116,14 +118,20 @@ class SlurmJob(submitit.helpers.Checkpointable):
         if restarts > self.max_requeues:
             raise RuntimeError(f'{self.run.name}: requeued {restarts} times, more than '
                                f'max_requeues={self.max_requeues}; not going on')
-        # one rendezvous port per job, so that jobs sharing a node do not collide
+        # one rendezvous port per job (every task computes the same), so that jobs sharing a
+        # node do not collide
         os.environ.setdefault('MASTER_PORT', str(20000 + int(environment.job_id) % 20000))
+        from ..launch import distributed_session, export_slurm_environment
+        export_slurm_environment()
         import torch
         if not torch.cuda.is_available() and os.environ.get('SLURM_CPUS_PER_TASK'):
             # the CPUs the job was given, not every core of the node (the thread count changes
             # the rounding, so the local executor's --threads gives the same numbers)
             torch.set_num_threads(int(os.environ['SLURM_CPUS_PER_TASK']))
-        print(f'{self.run.name}: Slurm job {environment.job_id}, restart {restarts}', flush=True)
+        print(f'{self.run.name}: Slurm job {environment.job_id}, restart {restarts}, task '
+              f'{environment.global_rank} of {environment.num_tasks} on node '
+              f'{os.environ.get("SLURMD_NODENAME", environment.node)} of '
+              f'{os.environ.get("SLURM_JOB_NODELIST", "?")}', flush=True)
         run_dir = RunDir(self.run.work_dir)
         if environment.global_rank == 0:  # before the other tasks meet it in the process group
             taken_over = run_dir.claim()
@@ -131,7 +139,8 @@ class SlurmJob(submitit.helpers.Checkpointable):
                 print(f'took over the claim of {taken_over.describe()}', flush=True)
             print(f'{self.run.name}: {prepare(run_dir, keep=[SLURM_DIR])}', flush=True)
         try:
-            return execute(self.run, launcher='slurm')
+            with distributed_session():
+                return execute(self.run, launcher='pytorch')
         finally:
             if environment.global_rank == 0:
                 run_dir.release()
@@ -171,9 +180,9 @@ def job_ids(run: PlannedRun) -> List[str]:
     return sorted(ids, key=int)
 
 
-def job_paths(run: PlannedRun, job_id: str) -> JobPaths:
-    """submitit's files of a job of ``run`` (its rank-0 task's log and result)."""
-    return JobPaths(run.work_dir / SLURM_DIR, job_id, 0)
+def job_paths(work_dir: Path, job_id: str, task: int = 0) -> JobPaths:
+    """submitit's files of a job of the run in ``work_dir`` (one task's log and result)."""
+    return JobPaths(Path(work_dir) / SLURM_DIR, job_id, task)
 
 
 def scheduler_view(job_id: str) -> Optional[Dict[str, str]]:
@@ -188,7 +197,7 @@ def scheduler_view(job_id: str) -> Optional[Dict[str, str]]:
 
 def _result(run: PlannedRun, job_id: str) -> Optional[str]:
     """'success', the error's last line, or None: what submitit recorded when the job ended."""
-    path = job_paths(run, job_id).result_pickle
+    path = job_paths(run.work_dir, job_id).result_pickle
     if not path.is_file():
         return None
     try:
@@ -204,7 +213,7 @@ def run_state(run: PlannedRun) -> RunState:
     ids = job_ids(run)
     job = ids[-1] if ids else None
     run_dir = RunDir(run.work_dir)
-    log = job_paths(run, job).stdout if job else None
+    log = job_paths(run.work_dir, job).stdout if job else None
     state = RunState(run, 'not submitted', job, run_dir.iteration_reached(), log)
     if run_dir.finished:
         state.state = 'done'
@@ -306,7 +315,7 @@ class SlurmExecutor(Executor):
             console.line(f'submitted {run.name}: job {job.job_id}'
                          + (f' ({dependency})' if dependency else ''))
             states[run.name] = RunState(run, 'pending', job.job_id, state.iteration,
-                                        job_paths(run, job.job_id).stdout)
+                                        job_paths(run.work_dir, job.job_id).stdout)
         done = sum(s.state == 'done' for s in states.values())
         queued = sum(s.queued for s in states.values()) - len(resubmitted)
         console.line(f'{len(resubmitted)} job{"s" * (len(resubmitted) != 1)} submitted; '

@@ -33,7 +33,7 @@ class TorchrunExecutor(Executor):
                 f'--master_addr={env.get("MASTER_ADDR", "127.0.0.1")}',
                 f'--master_port={env.get("PORT", "29500")}', f'--nproc_per_node={self.nproc}',
                 '-m', 'cb_transfer.suite.job', os.path.abspath(plan.suite_file),
-                '--work-dir', os.path.abspath(plan.root), '--run', run.name,
+                '--work-dir', os.path.abspath(plan.root), '--run-name', run.name,
                 '--launcher', 'pytorch']
 
     def describe(self, plan: Plan, run: PlannedRun) -> str:
