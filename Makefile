@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test test-fast demo clean-env
+.PHONY: setup test test-fast demo check-full gpu-kit clean-env
 
 setup:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "[setup] ERROR: $(PYTHON) not found. cb_transfer needs Python 3.11 (the CPU torch 2.13.0 build is cp311): install it, or pass make PYTHON=/path/to/python3.11"; exit 1; }
@@ -18,7 +18,15 @@ test-fast: setup
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) tools/run_suite.py configs/suites/smoke.py
+	$(PY) tools/run_suite.py smoke
+
+# every full-size config takes two training steps and validates one image on this machine
+check-full: setup
+	$(PY) tools/check_full.py
+
+# the wheels and sources a bare, offline GPU machine needs (into gpu_kit/, ignored by git)
+gpu-kit: setup
+	$(PY) tools/gpu_kit.py download
 
 clean-env:
 	rm -rf $(VENV)

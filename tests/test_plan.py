@@ -111,7 +111,8 @@ seeds = [0]
     (f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights=dict(plain='tiny.plain'))]",
      'with a source for each arm'),
     ("[dict(plain='configs/nope.py', cb='configs/nope-cb.py')]",
-     "config 'configs/nope.py' named in suite file .*downstream\\[0\\] not found"),
+     r"config 'configs/nope.py' not found \(looked for .*configs/nope.py\), named in "
+     r"suite file .*downstream\[0\]"),
     (f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='tiny', extra=1)]",
      r"downstream\[0\]: unknown keys \['extra'\]"),
 ])
@@ -135,7 +136,8 @@ def test_arms_that_are_not_twins_are_refused_naming_the_keys_that_differ(tmp_pat
 def test_the_old_format_and_a_missing_file_are_clear_errors(tmp_path):
     with pytest.raises(SuiteError, match="'pairs' is the old format"):
         load_plan(write(tmp_path, f'pairs = [({SEG[0]!r}, {SEG[1]!r})]\nseeds = [0]\n'))
-    with pytest.raises(FileNotFoundError, match='presets in .*full, smoke'):
+    with pytest.raises(FileNotFoundError, match="suite file '.*nope.py' not found .*; presets: "
+                       'cb_at_finetune, full, smoke, zoo_check'):
         load_plan(str(tmp_path / 'nope.py'))
 
 

@@ -209,7 +209,7 @@ def make_coco(root: str, num_train: int = 64, num_val: int = 16, size: int = 128
                 polygon = _coco_object(rng, cls, size)
                 mask = np.zeros((size, size), np.uint8)
                 cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
-                _paint(rng, canvas, mask.astype(bool), PALETTE[1 + cls])
+                _paint(rng, canvas, mask.astype(bool), PALETTE[1 + cls % (len(PALETTE) - 1)])
                 x0, y0 = polygon.min(0)
                 x1, y1 = polygon.max(0)
                 annotations.append(dict(

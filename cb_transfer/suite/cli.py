@@ -6,7 +6,7 @@ from typing import List, Optional
 from ..run_dir import RunDir
 from .console import Console, capture_output, console_stream
 from .executor import Executor
-from .plan import SUITES, Plan, SuiteError, load_plan
+from .plan import Plan, SuiteError, load_plan
 
 LAUNCHERS = ('none', 'pytorch', 'slurm')
 ATTENTION_IMAGES = 8
@@ -40,8 +40,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Run a benchmark suite (pretraining pairs, then fine-tuning pairs x seeds, '
         'each arm from its own checkpoint) and report the gains of +CB over plain.')
-    parser.add_argument('suite', nargs='?', default=str(SUITES / 'smoke.py'),
-                        help='suite file (default: the CPU smoke preset)')
+    parser.add_argument('suite', nargs='?', default='smoke',
+                        help="a preset's name (smoke, full, cb_at_finetune, zoo_check), "
+                        "cb_transfer::suites/NAME.py, or a suite file (default: smoke, the CPU "
+                        'preset)')
     parser.add_argument('--work-dir', help='where the runs and the report go '
                         '(default: work_dirs/suite_<suite name>)')
     parser.add_argument('--dry-run', action='store_true',

@@ -49,10 +49,9 @@ from typing import Dict, List, Optional, Tuple
 
 from mmengine.config import Config
 
+from ..config_lookup import find_config, find_suite
 from ..experiment import differences
 
-REPO = Path(__file__).resolve().parents[2]
-SUITES = REPO / 'configs' / 'suites'
 ARMS = ('plain', 'cb')
 UPSTREAM = 'upstream'
 TWO_STAGE, CB_AT_FINETUNE, ZOO_CHECK, PRETRAINING = (
@@ -209,10 +208,10 @@ def _data_files(cfg: Config) -> List[str]:
 
 
 def _resolve_config(config: str, where: str) -> str:
-    full = config if osp.isabs(config) else str(REPO / config)
-    if not osp.isfile(full):
-        raise SuiteError(f"config '{config}' named in {where} not found")
-    return full
+    try:
+        return str(find_config(config))
+    except FileNotFoundError as err:
+        raise SuiteError(f'{err}, named in {where}') from None
 
 
 def _arms(entry: dict, where: str) -> Dict[str, str]:
@@ -314,12 +313,10 @@ def _weights(entry: dict, arms: Dict[str, str], upstream: Dict[str, dict],
                      'CB. Give both arms upstream runs of one pair, or both files.')
 
 
-def load_plan(suite_file: str, work_dir: Optional[str] = None) -> Plan:
-    """Read and check a suite file; every config it names must exist."""
-    if not osp.isfile(suite_file):
-        presets = ', '.join(sorted(p.stem for p in SUITES.glob('*.py')))
-        raise FileNotFoundError(f"suite file '{suite_file}' not found (presets in {SUITES}: "
-                                f'{presets})')
+def load_plan(suite: str, work_dir: Optional[str] = None) -> Plan:
+    """Read and check a suite (a preset's name, ``cb_transfer::suites/...`` or a file); every
+    config it names must exist."""
+    suite_file = str(find_suite(suite))
     where = f"suite file '{suite_file}'"
     try:
         suite = Config.fromfile(suite_file)
@@ -340,9 +337,14 @@ def load_plan(suite_file: str, work_dir: Optional[str] = None) -> Plan:
     else:
         pair_seeds = _seeds(suite.get('upstream_seeds', 1), where, 'upstream_seeds')
 
+    # the suite's options by the config file each key means (keys are named as configs are)
+    by_file = {}
+    for key, values in options.items():
+        if key != '*':
+            by_file.setdefault(_resolve_config(key, f"{where}, cfg_options"), {}).update(values)
+
     def options_for(config: str) -> dict:
-        relative = osp.relpath(config, REPO)
-        return {**options.get('*', {}), **options.get(relative, {}), **options.get(config, {})}
+        return {**options.get('*', {}), **by_file.get(config, {})}
 
     runs: List[PlannedRun] = []
     # upstream name -> its arms' configs and {pair seed: {arm: run}}
