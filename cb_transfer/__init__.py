@@ -19,6 +19,6 @@ allow_mmengine_checkpoints()
 skip_metafiles_for_base_configs()
 
 from . import engine, models, optim  # noqa: E402,F401  (registers the modules)
-from .registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS  # noqa: E402,F401
+from .registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, TRANSFORMS  # noqa: E402,F401
 
 __version__ = '0.1.0'

@@ -9,6 +9,7 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import Registry
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='cb_transfer',
                   locations=['cb_transfer.models'])
@@ -17,3 +18,5 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
                                       scope='cb_transfer', locations=['cb_transfer.optim'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='cb_transfer',
                  locations=['cb_transfer.engine'])
+TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='cb_transfer',
+                      locations=['cb_transfer.robustness.corruptions'])

@@ -12,6 +12,8 @@ parses mmengine's files. The layout::
     <work dir>/record.json                         the suite's record, written once, when done
     <work dir>/claim.json                          who is running the run now
     <work dir>/attempts/<n>/                       unusable attempts, moved aside with their logs
+    <work dir>/robustness/                         the robustness evaluation of the run's final
+                                                   checkpoint (a run dir with its own record)
 
 A resumed run has several timestamp folders; they are read as one run, in time order.
 
@@ -35,6 +37,7 @@ from .engine.checkpoints import find_resumable_checkpoint
 RECORD = 'record.json'
 CLAIM = 'claim.json'
 ATTEMPTS = 'attempts'
+ROBUSTNESS = 'robustness'   # the run's robustness evaluation: a run dir of its own, inside
 SCHEMA = 1
 
 

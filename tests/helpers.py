@@ -46,6 +46,7 @@ _det_short = {{'train_cfg.max_iters': 20, 'train_cfg.val_interval': 20,
                'param_scheduler.1.milestones': [15]}}
 cfg_options = {{{up0!r}: _up_short, {up1!r}: _up_short, {seg0!r}: _seg_short,
                {seg1!r}: _seg_short, {det0!r}: _det_short, {det1!r}: _det_short}}
+robustness = dict(corruptions=['gaussian_noise', 'fog'], severities=[3], entries=[0])
 '''
 
 
@@ -89,10 +90,11 @@ def evaluations(work_dir: Path) -> Dict[int, dict]:
     return RunDir(work_dir).scalars()[1]
 
 
-def recorded_runs(root: Path, stage: str = '*') -> List[RunDir]:
-    """The runs under a suite's work dir that have a record (``stage``: 'upstream',
-    'two-stage', ...: the first folder under the root)."""
-    return sorted((RunDir(p.parent) for p in root.glob(f'{stage}/**/record.json')),
+def recorded_runs(root: Path, stage: str = '*', robustness: bool = False) -> List[RunDir]:
+    """The training runs under a suite's work dir that have a record (``stage``: 'upstream',
+    'two-stage', ...: the first folder under the root), or their robustness evaluations."""
+    found = [RunDir(p.parent) for p in root.glob(f'{stage}/**/record.json')]
+    return sorted((r for r in found if (r.path.name == 'robustness') is robustness),
                   key=lambda r: r.path)
 
 
@@ -284,3 +286,21 @@ def job_processes(job_id: str) -> List[int]:
         if f'SLURM_JOB_ID={job_id}'.encode() in environ and b'submitit' in command:
             pids.append(int(entry.name))
     return pids
+
+
+def kill_after_line(proc: subprocess.Popen, path: Path, lines: int, timeout=600) -> None:
+    """Kill a started command (SIGKILL) as soon as ``path`` holds ``lines`` complete lines."""
+    deadline = time.time() + timeout
+    try:
+        while not (path.exists() and path.read_text().count('\n') >= lines):
+            if proc.poll() is not None:
+                pytest.fail(f'{proc.args} ended ({proc.returncode}) before {path} had {lines} '
+                            'lines')
+            if time.time() > deadline:
+                pytest.fail(f'{path} did not reach {lines} lines in {timeout} s')
+            time.sleep(0.05)
+    finally:
+        _kill(proc)
+        for log in proc.logs:
+            log.close()
+    assert proc.returncode == -signal.SIGKILL, 'the run finished before it could be killed'

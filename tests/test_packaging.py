@@ -44,7 +44,7 @@ def test_from_another_directory_the_installed_package_plans_loads_and_builds(ins
     target, elsewhere, _ = installed
     env = dict(PYTHONPATH=str(target))
     dry_run = run([target / 'bin' / 'cb-run-suite', 'smoke', '--dry-run'], elsewhere, env=env)
-    assert 'suite smoke: 30 runs' in dry_run.stdout and str(REPO) not in dry_run.stdout
+    assert 'suite smoke: 54 runs' in dry_run.stdout and str(REPO) not in dry_run.stdout
     assert not any(elsewhere.iterdir())  # a dry run touches nothing
     (elsewhere / 'my_config.py').write_text(textwrap.dedent('''
         _base_ = ['cb_transfer::ade20k/upernet_deit-s16-cb_8xb2-160k_ade20k-512x512.py']
@@ -110,6 +110,7 @@ FULL_SIZE = ['deit-t16_8xb128-300e_in1k-224.py', 'upernet_deit-t16_8xb2-160k_ade
              'mask-rcnn_deit-t16_fpn_8xb2-ms-3x_coco.py']
 
 
+@pytest.mark.e2e
 def test_one_full_size_config_per_family_takes_two_steps_and_validates(tmp_path):
     out = run([sys.executable, REPO / 'tools' / 'check_full.py', '--configs', *FULL_SIZE,
                '--work-dir', tmp_path], tmp_path, env=dict(OMP_NUM_THREADS='2')).stdout

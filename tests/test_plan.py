@@ -34,7 +34,7 @@ cfg_options = {{{SEG[0]!r}: {{'train_cfg.max_iters': 7}}, {SEG[1]!r}: {{'train_c
     downstream = plan.runs[4:]
     assert len(downstream) == 2 * 2 * 2 and plan.pairs == [0, 1] and plan.seeds == [0, 1]
     for run in downstream:
-        feeder = plan.upstream_of(run)
+        feeder = plan.waits_for(run)
         assert feeder.arm == run.arm and feeder.pair == run.pair and run.protocol == 'two-stage'
         assert run.weights.work_dir == feeder.work_dir
         assert run.work_dir == (Path('root/two-stage') / Path(run.config).stem
@@ -75,7 +75,7 @@ seeds = [0]
 '''))
     plain, cb = plan.runs[2:]
     assert plain.protocol == cb.protocol == 'cb-at-finetune'
-    assert plain.weights == cb.weights and plan.upstream_of(cb).arm == 'plain'
+    assert plain.weights == cb.weights and plan.waits_for(cb).arm == 'plain'
     assert 'cb-at-finetune/' in str(cb.work_dir)
 
 
@@ -150,7 +150,7 @@ def test_the_presets():
     downstream = [r for r in full.runs if r.stage == 'downstream']
     assert len(downstream) == 86 and {r.protocol for r in downstream} == {'two-stage'}
     for run in downstream:  # each arm from the pretraining run of its own size, kind and pair
-        feeder = full.upstream_of(run)
+        feeder = full.waits_for(run)
         assert feeder.arm == run.arm and feeder.pair == run.pair
         assert Path(feeder.config).stem.split('_')[0] == Path(run.config).stem.split('_')[1] \
             .replace('-ld', '')
@@ -163,7 +163,8 @@ def test_the_presets():
     assert {r.arm for r in finetune.runs if r.stage == 'upstream'} == {'plain'}
     tuned = [r for r in finetune.runs if r.stage == 'downstream']
     assert {r.protocol for r in tuned} == {'cb-at-finetune'}
-    assert all(finetune.upstream_of(r).arm == 'plain' and finetune.upstream_of(r).pair == r.pair
+    assert all(finetune.waits_for(r).arm == 'plain' and finetune.waits_for(r).pair == r.pair
                for r in tuned)
     smoke = load_plan(str(SUITES / 'smoke.py'))
-    assert len(smoke.runs) == 6 + 24 and smoke.smoke_data and smoke.pairs == [0, 1, 2]
+    assert len(smoke.runs) == 6 + 24 + 24 and smoke.smoke_data and smoke.pairs == [0, 1, 2]
+    assert {r.stage for r in smoke.runs[30:]} == {'robustness'}

@@ -232,8 +232,8 @@ def test_the_suite_report_holds_every_section_and_real_figures(local_suite):
                     '## Design: where the noise is', '## Figures', '## Attention',
                     '## Software and machine'):
         assert section in report, section
-    assert '| two-stage | about CB | segmentation | 1 (1 with intervals) |' in report
-    assert '| two-stage | about CB | all tasks | 3 (3 with intervals) |' in report
+    assert '| two-stage | about CB | clean | segmentation | 1 (1 with intervals) |' in report
+    assert '| two-stage | about CB | clean | all tasks | 3 (3 with intervals) |' in report
     assert 'cheapest design for +0.50' in report and 'mmpretrain 1.2.0' in report
     assert 'MMEngine' not in report and 'mmengine 0.10.7' in report  # collect_env's, renamed
     assert '![gains](gains.png) ([PDF](gains.pdf))' in report

@@ -35,7 +35,7 @@ PLATFORMS = ('manylinux_2_28_x86_64', 'manylinux_2_27_x86_64', 'manylinux_2_17_x
 # what the GPU machine's image lacks (KINDS.md lists what it holds), as wheels for its Python
 WHEELS = ('mmengine', 'mmdet', 'mmsegmentation', 'mmpretrain', 'submitit', 'addict', 'yapf',
           'termcolor', 'terminaltables', 'pycocotools', 'ftfy', 'wcwidth', 'shapely',
-          'prettytable', 'model-index', 'modelindex', 'mat4py', 'ordered-set')
+          'prettytable', 'model-index', 'modelindex', 'mat4py', 'ordered-set', 'imagecorruptions')
 SOURCES = ('mmcv',)                      # compiled there, for its GPU
 GPU_ARCH = '9.0'                         # H100 / H200
 TESTS = ['tests/test_context_broadcasting.py', 'tests/test_vit.py', 'tests/test_pretrained.py',

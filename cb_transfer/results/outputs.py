@@ -1,8 +1,9 @@
 """What a suite leaves in its work dir when it ends: the table, its figures and the report."""
+import json
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
-from .plot import plot_curves, plot_gains
+from .plot import plot_curves, plot_gains, plot_robustness
 from .report import write_report
 from .runs import Run
 from .table import build_table, to_json, to_markdown
@@ -11,8 +12,9 @@ from .table import build_table, to_json, to_markdown
 def write_suite_outputs(root: Path, runs: Sequence[Run], problems: Sequence[str] = (),
                         pending: Sequence[str] = (), target_gain: Optional[float] = 0.5,
                         title: str = '') -> Tuple[Dict[str, Path], bool]:
-    """Write ``results.md``, ``results.json``, ``gains`` and ``curves`` (PNG and PDF) and
-    ``report.md`` into ``root``.
+    """Write ``results.md``, ``results.json``, ``gains``, ``curves`` and (where runs were
+    evaluated under corruption) ``robustness`` (PNG and PDF), ``robustness.json`` (every run's
+    evaluations, per corruption and severity) and ``report.md`` into ``root``.
 
     Args:
         runs: The suite's finished runs (read from their records).
@@ -31,8 +33,14 @@ def write_suite_outputs(root: Path, runs: Sequence[Run], problems: Sequence[str]
     written['results.md'].write_text(markdown)
     written['results.json'].write_text(to_json(table))
     figures = plot_gains(table, str(root / 'gains.png')) + \
-        plot_curves(table, str(root / 'curves.png'))
+        plot_curves(table, str(root / 'curves.png')) + \
+        plot_robustness(table, str(root / 'robustness.png'))
     written.update({f.name: f for f in figures})
+    evaluated = {run.name or run.path: run.corruption_results for run in runs
+                 if run.corruption_results}
+    if evaluated:
+        written['robustness.json'] = root / 'robustness.json'
+        written['robustness.json'].write_text(json.dumps(evaluated, indent=1))
     written['report.md'] = write_report(root, table, figures, pending, target_gain,
                                         title or root.name)
     tabulated = any(r.plain_mean is not None or r.cb_mean is not None for r in table.rows)

@@ -139,3 +139,50 @@ def plot_table(table: Table, path: str, curves: bool = False) -> List[Path]:
         target = Path(path)
         written += plot_curves(table, str(target.with_name(target.stem + '_curves.png')))
     return written
+
+
+def _family_curve(results: List[dict], metric: str, corruptions, scale: float) -> Dict[int, float]:
+    """Severity (0: clean) -> the metric averaged over ``corruptions`` evaluated at it."""
+    by_severity: Dict[int, List[float]] = defaultdict(list)
+    for result in results:
+        if metric not in result['metrics']:
+            continue
+        if result['corruption'] == 'clean' or result['corruption'] in corruptions:
+            by_severity[result['severity']].append(result['metrics'][metric] * scale)
+    return {s: float(np.mean(v)) for s, v in by_severity.items()}
+
+
+def plot_robustness(table: Table, path: str) -> List[Path]:
+    """Per evaluated metric (one row of panels) and corruption family (one panel each): the
+    metric against severity (0: clean), both arms as mean ± std over their runs, each run's
+    curve averaged over the family's corruptions. Written as ``path`` in PNG and PDF; nothing
+    when no run was evaluated under corruption."""
+    from ..robustness.corruptions import FAMILIES, HELD_OUT
+    families = dict(FAMILIES, **{'held out': HELD_OUT})
+    lines = []
+    for row, (plain, cb) in zip(table.rows, table.arms):
+        evaluated = [r for r in plain + cb if r.corruption_results]
+        if not evaluated or any(row.metric in r.robustness for r in evaluated):
+            continue  # a clean metric's row only, once
+        present = {r['corruption'] for run in evaluated for r in run.corruption_results}
+        shown = [f for f, names in families.items() if present & set(names)]
+        if shown:
+            lines.append((row, plain, cb, shown))
+    if not lines:
+        return []
+    columns = max(len(shown) for *_, shown in lines)
+    fig, axes = plt.subplots(len(lines), columns, squeeze=False,
+                             figsize=(WIDTH_INCHES, 2.0 * len(lines)))
+    for line, (row, plain, cb, shown) in zip(axes, lines):
+        scale = 100.0 if row.task == 'detection' else 1.0   # mmdet logs fractions
+        for ax, name in zip(line, shown):
+            _draw(ax, {arm: [_family_curve(r.corruption_results, row.metric, families[name],
+                                           scale) for r in runs]
+                       for arm, runs in (('plain', plain), ('+CB', cb))},
+                  f'{row.metric}', 'severity (0: clean)')
+            ax.set_title(f'{row_label(row, metric=False)}: {name}', fontsize=FONT - 1,
+                         loc='left')
+        for ax in line[len(shown):]:
+            ax.axis('off')
+        line[0].legend(fontsize=FONT - 1)
+    return save_figure(fig, path)

@@ -84,20 +84,23 @@ def _verdict_section(table: Table) -> List[str]:
              'replicate (Mann-Whitney over the arms\' replicate means, ties a half; the same '
              f'bootstrap); and the rows whose gain stays significant at {ALPHA:.0%} after a Holm '
              'correction over the family (t over the replicates; adjusted p-value in brackets).',
-             '', '| protocol | family | task | rows | mean gain (95% CI) | '
-             'P(+CB > plain) (95% CI) | significant after Holm |', '|---|---|---|---|---|---|---|']
+             'Robustness rows (mPC, rPC, or a labelled subset) are a family of their own.',
+             '', '| protocol | family | metrics | task | rows | mean gain (95% CI) | '
+             'P(+CB > plain) (95% CI) | significant after Holm |',
+             '|---|---|---|---|---|---|---|---|']
     found = verdicts(table.rows)
     for v in found:
         surviving = '; '.join(v.surviving) or f'none of {v.tested}'
         kind = ('conditional: these checkpoints, not CB' if v.family == CONDITIONAL
                 else 'about CB')
-        lines.append(f'| {v.protocol} | {kind} | {v.task} | {v.rows} ({v.bootstrapped} with '
+        lines.append(f'| {v.protocol} | {kind} | {v.measure} | {v.task} | {v.rows} '
+                     f'({v.bootstrapped} with '
                      f'intervals) | {num(v.mean_gain, sign=True)} '
                      f'{interval(v.gain_ci, sign=True, missing=NO_INTERVAL)} | '
                      f'{num(v.improvement)} {interval(v.improvement_ci, missing=NO_INTERVAL)} | '
                      f'{surviving} |')
     if not found:
-        lines.append('| - | - | - | 0 | no row has both arms | - | - |')
+        lines.append('| - | - | - | - | 0 | no row has both arms | - | - |')
     return lines
 
 
@@ -165,6 +168,32 @@ def _design_section(table: Table, target_gain: Optional[float]) -> List[str]:
             *design_lines(table.rows, target_gain)]
 
 
+def _robustness_section(table: Table) -> List[str]:
+    """What was evaluated under corruption, if anything."""
+    from ..robustness.corruptions import BENCHMARK
+    from ..robustness.metrics import is_benchmark
+    runs = {id(r): r for arms in table.arms for arm in arms for r in arm if r.corruption_results}
+    if not runs:
+        return []
+    cells = {(r['corruption'], r['severity']) for run in runs.values()
+             for r in run.corruption_results if r['corruption'] != 'clean'}
+    corruptions = sorted({c for c, _ in cells}, key=lambda c: (c not in BENCHMARK, c))
+    severities = sorted({s for _, s in cells})
+    kind = ('the benchmark: 15 corruptions x severities 1 to 5, so mPC and rPC as the '
+            'literature defines them' if is_benchmark(corruptions, severities) else
+            'a subset, so its means are labelled as such and never called mPC')
+    return ['', '## Robustness to common corruptions', '',
+            f'{len(runs)} fine-tuned runs evaluated on their validation sets clean and under '
+            f'{", ".join(corruptions)} at severit{"y" if len(severities) == 1 else "ies"} '
+            f'{", ".join(map(str, severities))} ({kind}); imagecorruptions 1.1.2 applied right '
+            'after loading, each image\'s random draws fixed so that both arms see the same '
+            'pixels. P is the clean metric, the mean under corruption is over the benchmark '
+            'corruptions evaluated, the relative one that mean over P (in percent). The rows '
+            'are in the per-row table (metric/mPC, metric/rPC), with intervals at the level of '
+            'the design and a Holm family of their own; every evaluation in robustness.json; '
+            'the metric against severity per corruption family in robustness.png.']
+
+
 def write_report(root: Path, table: Table, figures: Sequence[Path], pending: Sequence[str],
                  target_gain: Optional[float], title: str) -> Path:
     """Write ``root/report.md``; figures are linked relative to ``root``."""
@@ -174,6 +203,7 @@ def write_report(root: Path, table: Table, figures: Sequence[Path], pending: Seq
              'machine and thread count, other CPUs give other numbers.', '']
     lines += _weights_section(table) + ['', '## Results per row', '', to_markdown(table, True)]
     lines += _verdict_section(table) + [''] + _design_section(table, target_gain)
+    lines += _robustness_section(table)
     lines += ['', '## Figures', '']
     for figure in figures:
         if figure.suffix == '.png':

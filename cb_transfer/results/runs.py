@@ -16,7 +16,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from mmengine.config import Config
 
 from ..experiment import identify
-from ..run_dir import ATTEMPTS, RunDir
+from ..robustness.metrics import is_relative, is_robustness
+from ..run_dir import ATTEMPTS, ROBUSTNESS, RunDir
 
 FROM_SCRATCH = 'from scratch'
 
@@ -49,6 +50,10 @@ class Run:
     pair: Optional[int] = None          # the pretraining pair it belongs to (suite runs)
     cost: Optional[float] = None        # device-seconds: time per iteration x iterations x procs
     device: str = 'cpu'
+    # its robustness evaluation (percent): mean under corruption and relative, by metric name;
+    # and each evaluation (corruption, severity, metrics as logged)
+    robustness: Dict[str, float] = field(default_factory=dict)
+    corruption_results: List[dict] = field(default_factory=list)
 
     @property
     def from_scratch(self) -> bool:
@@ -77,7 +82,10 @@ class Run:
         return FROM_SCRATCH
 
     def metric(self, name: str, best: bool = False) -> Optional[float]:
-        """The last (or best) evaluation of ``name``; the test metrics if none was logged."""
+        """The last (or best) evaluation of ``name``; the test metrics if none was logged; a
+        robustness metric from the run's robustness evaluation."""
+        if name in self.robustness:
+            return self.robustness[name]
         values = [(step, ev[name]) for step, ev in sorted(self.evaluations.items()) if name in ev]
         if not values and self.test and name in self.test:
             values = [(0, self.test[name])]
@@ -134,6 +142,7 @@ def read_run(run_dir: RunDir) -> Optional[Run]:
         if cost.get('seconds_per_iter') and cost.get('iterations'):
             run.cost = cost['seconds_per_iter'] * cost['iterations'] * cost.get('processes', 1)
         run.device = cost.get('device', 'cpu')
+        _read_robustness(run, RunDir(run_dir.path / ROBUSTNESS, run_dir.problems), fractions)
         return run
     test = run_dir.test_metrics()
     if test is not None:
@@ -154,6 +163,19 @@ def read_run(run_dir: RunDir) -> Optional[Run]:
         last = run_dir.last_checkpoint()
         run.final_checkpoint = str(last) if last else None
     return run
+
+
+def _read_robustness(run: Run, robust: RunDir, fractions: bool) -> None:
+    """The run's robustness evaluation, where it finished (its record), in percent."""
+    record = robust.record
+    if record is None:
+        return
+    from ..robustness.evaluate import read_results
+    for name, value in record.metrics.items():
+        if is_robustness(name):  # the clean metric is the run's own
+            run.robustness[name] = float(value) * 100 if fractions or is_relative(name) \
+                else float(value)
+    run.corruption_results = read_results(robust.path)
 
 
 def read_legacy_log(path: Path, problems: List[str]) -> Optional[Run]:
@@ -201,7 +223,7 @@ def collect_runs(paths: Iterable[str]) -> Tuple[List[Run], List[str]]:
             problems.append(f'{root}: no such directory')
             continue
         work_dirs = sorted({p.parent.parent for p in root.rglob('vis_data') if p.is_dir()
-                            and ATTEMPTS not in p.relative_to(root).parts})
+                            and not {ATTEMPTS, ROBUSTNESS} & set(p.relative_to(root).parts)})
         for work_dir in work_dirs:
             run = read_run(RunDir(work_dir, problems))
             if run is not None:

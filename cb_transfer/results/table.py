@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..robustness.metrics import is_robustness
 from .format import arch_name, num
 from .runs import Run
 from .stats import gain, summarize
@@ -133,10 +134,13 @@ TASK_ORDER = {'classification': 0, 'segmentation': 1, 'detection': 2}
 
 
 def _logged_defaults(task: str, runs: List[Run]) -> List[str]:
-    """The task's standard metrics that these runs logged (all of them if none did)."""
+    """The task's standard metrics that these runs logged (all of them if none did), each
+    followed by its robustness figures where the runs were evaluated under corruption."""
     defaults = DEFAULT_METRICS.get(task, [])
-    logged = [m for m in defaults if any(r.metric(m) is not None for r in runs)]
-    return logged or defaults
+    logged = [m for m in defaults if any(r.metric(m) is not None for r in runs)] or defaults
+    robust = sorted({name for r in runs for name in r.robustness})
+    return [m for base in logged for m in [base] + [r for r in robust
+                                                   if r.startswith(base + '/')]]
 
 
 def _sources(arm: List[Run]) -> str:
@@ -210,7 +214,8 @@ def _row(sample: Run, variant: str, metric: str, plain: List[Run], cb: List[Run]
         if p and c else None
     return Row(task=sample.task, dataset=sample.dataset, model=sample.model, arch=sample.arch,
                schedule=sample.schedule, cb_options=variant or '-', metric=metric,
-               selection='best' if best else 'last',
+               selection=('final checkpoint' if is_robustness(metric) else
+                          'best' if best else 'last'),
                plain_n=ps.n, plain_mean=ps.mean, plain_std=ps.std,
                cb_n=cs.n, cb_mean=cs.mean, cb_std=cs.std,
                delta=g.delta if g else None, ci_low=g.ci_low if g else None,

@@ -14,7 +14,8 @@ of its design (:mod:`.stats`: pretraining pairs, or independent seeds for runs f
 
 Rows whose interval is *conditional* (one pretraining run per arm: only fine-tuning seeds vary)
 form a family of their own, taken at the seed level and labelled as what it is: a verdict about
-those checkpoints, not about CB.
+those checkpoints, not about CB. Robustness rows (mPC, rPC) are a family of their own too: the
+clean verdict's Holm correction is not diluted by them, nor theirs by it.
 
 Per row, from its variance components and what its runs cost: the smallest gain its design
 detects with 80% power, and the cheapest design (pairs R, seeds S) that detects a target gain.
@@ -25,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import stats
 
+from ..robustness.metrics import is_robustness
 from .format import row_label
 from .stats import ALPHA, POWER, Components, Design, cheapest_design, minimum_detectable_gain
 
@@ -75,11 +77,20 @@ def family(row) -> str:
     return CONDITIONAL if row.conditional else ABOUT_CB
 
 
+def measure(row) -> str:
+    """'clean' or 'robustness': the metric family a row belongs to."""
+    return 'robustness' if is_robustness(row.metric) else 'clean'
+
+
+MEASURES = ('clean', 'robustness')
+
+
 @dataclass
 class Verdict:
     """Across the rows of one protocol, family and task (or all tasks of a protocol)."""
     protocol: str
     family: str                      # 'about CB' or 'conditional'
+    measure: str                     # 'clean' or 'robustness'
     task: str                        # a task, or 'all tasks'
     rows: int                        # rows with both arms
     bootstrapped: int                # rows with at least two replicates (in the intervals)
@@ -98,22 +109,24 @@ def verdicts(rows: Sequence) -> List[Verdict]:
     out = []
     for protocol in dict.fromkeys(r.protocol for r in compared):
         for kind in (ABOUT_CB, CONDITIONAL):
-            group = [r for r in compared if r.protocol == protocol and family(r) == kind]
-            tested = [r for r in group if r.p_value is not None]
-            adjusted = dict(zip(map(id, tested), holm([r.p_value for r in tested])))
-            tasks = list(dict.fromkeys(r.task for r in group))
-            groups = [(t, [r for r in group if r.task == t]) for t in tasks]
-            if len(tasks) > 1:
-                groups.append(('all tasks', group))
-            for task, members in groups:
-                out.append(_verdict(protocol, kind, task, members, adjusted))
+            for what in MEASURES:
+                group = [r for r in compared if r.protocol == protocol and family(r) == kind
+                         and measure(r) == what]
+                tested = [r for r in group if r.p_value is not None]
+                adjusted = dict(zip(map(id, tested), holm([r.p_value for r in tested])))
+                tasks = list(dict.fromkeys(r.task for r in group))
+                groups = [(t, [r for r in group if r.task == t]) for t in tasks]
+                if len(tasks) > 1:
+                    groups.append(('all tasks', group))
+                for task, members in groups:
+                    out.append(_verdict(protocol, kind, what, task, members, adjusted))
     return out
 
 
-def _verdict(protocol: str, kind: str, task: str, group: Sequence,
+def _verdict(protocol: str, kind: str, what: str, task: str, group: Sequence,
              adjusted: Dict[int, float]) -> Verdict:
     replicated = [r for r in group if len(r.replicates) >= 2]
-    verdict = Verdict(protocol, kind, task, len(group), len(replicated),
+    verdict = Verdict(protocol, kind, what, task, len(group), len(replicated),
                       float(np.mean([r.delta for r in group])), None,
                       float(_improvement(*[np.array(a, float) for r in group
                                            for a in (r.plain_level, r.cb_level)])), None,

@@ -20,7 +20,8 @@ def finish(plan: Plan, console: Console, target_gain: Optional[float]) -> int:
     from ..results.outputs import write_suite_outputs
     from ..results.runs import read_run_dirs
     finished = [r for r in plan.runs if RunDir(r.work_dir).finished]
-    runs, problems = read_run_dirs([r.work_dir for r in finished])
+    # a robustness evaluation is read with the run it evaluates
+    runs, problems = read_run_dirs([r.work_dir for r in finished if r.stage != 'robustness'])
     subjects, _ = subjects_from_runs(runs)
     if subjects:
         console.line(f'attention analysis: {len(subjects)} checkpoints x {ATTENTION_IMAGES} '
@@ -187,7 +188,8 @@ def _pilot_power(plan: Plan, console: Console, target_gain: float) -> None:
     from ..results.report import design_lines
     from ..results.runs import read_run_dirs
     from ..results.table import build_table
-    finished = [r.work_dir for r in plan.runs if RunDir(r.work_dir).finished]
+    finished = [r.work_dir for r in plan.runs
+                if r.stage != 'robustness' and RunDir(r.work_dir).finished]
     if not finished:
         return
     lines = design_lines(build_table(*read_run_dirs(finished)).rows, target_gain,

@@ -27,10 +27,20 @@ def run_state(run: PlannedRun) -> str:
     return f'resume from {checkpoint.name}' if checkpoint else 'new'
 
 
-def prepare(run_dir: RunDir, keep: Sequence[str] = ()) -> str:
-    """Before a claimed run starts: move aside an attempt that left no checkpoint to resume from
-    (its logs kept; ``keep`` as :meth:`RunDir.move_aside`); returns where the run starts (and why
-    a newer checkpoint was passed over)."""
+def prepare(run: PlannedRun, keep: Sequence[str] = ()) -> str:
+    """Before a claimed run starts: move aside an attempt that left nothing to resume from (its
+    logs kept; ``keep`` as :meth:`RunDir.move_aside`); returns where the run starts (and why a
+    newer checkpoint was passed over). A training run resumes from its newest readable
+    checkpoint, a robustness evaluation from the evaluations it finished."""
+    run_dir = RunDir(run.work_dir)
+    if run.stage == 'robustness':
+        from ..robustness.evaluate import RESULTS, evaluations, read_results
+        done = len(read_results(run.work_dir))
+        if done:
+            total = len(evaluations(run.corruptions, run.severities))
+            return f'resuming after {done} of {total} evaluations'
+        moved = run_dir.move_aside([*keep, RESULTS])
+        return 'starting' + (f' afresh (the earlier attempt moved to {moved})' if moved else '')
     checkpoint, skipped = run_dir.resumable_checkpoint()
     note = f'resuming from {checkpoint.name}' if checkpoint else 'starting'
     if checkpoint is None:

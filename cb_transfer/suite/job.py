@@ -52,31 +52,30 @@ def weights_provenance(run: PlannedRun, cfg) -> Optional[dict]:
                 upstream_run=run.weights.run if run.weights else None)
 
 
-def record_run(run: PlannedRun, cfg, runner, checkpoint: Path, metrics: dict,
-               launcher: str) -> RunRecord:
+def record_run(run: PlannedRun, cfg, checkpoint: Path, metrics: dict, iterations: int,
+               cost: dict, weights: Optional[dict], launcher: str) -> RunRecord:
     """The run's record, written atomically by rank 0 (the caller has met the other ranks at a
     barrier): the one writer of records."""
     import torch
 
     from ..launch import rank, world_size
-    run_dir = RunDir(run.work_dir)
     record = RunRecord(
         name=run.name, suite=run.suite, stage=run.stage, arm=run.arm,
         backbone=arm_options(cfg.to_dict()), protocol=run.protocol, seed=run.seed, pair=run.pair,
-        config=run.config, checkpoint=str(checkpoint), iterations=int(runner.iter),
-        metrics={k: float(v) for k, v in metrics.items()},
-        weights=weights_provenance(run, cfg),
-        cost=dict(seconds_per_iter=run_dir.seconds_per_iter(), iterations=int(runner.iter),
-                  processes=world_size(), device='cuda' if torch.cuda.is_available() else 'cpu'),
+        config=run.config, checkpoint=str(checkpoint), iterations=iterations,
+        metrics={k: float(v) for k, v in metrics.items()}, weights=weights,
+        cost=dict(cost, processes=world_size(),
+                  device='cuda' if torch.cuda.is_available() else 'cpu'),
         launcher=launcher, host=socket.gethostname(), finished=now())
     if rank() == 0:
-        run_dir.write_record(record)
+        RunDir(run.work_dir).write_record(record)
     return record
 
 
 def execute(run: PlannedRun, launcher: str = 'none', hooks: Sequence = (),
             log_level: Optional[str] = None) -> RunRecord:
-    """Train ``run`` (resuming where it stopped), test its last checkpoint, record it.
+    """Train ``run`` (resuming where it stopped), test its last checkpoint, record it; or, for a
+    robustness evaluation, evaluate the checkpoint of the run it follows (:func:`robustness`).
 
     Args:
         launcher: mmengine's launcher: 'none' in this process, 'pytorch' under torchrun,
@@ -87,6 +86,8 @@ def execute(run: PlannedRun, launcher: str = 'none', hooks: Sequence = (),
     Returns:
         The run's record.
     """
+    if run.stage == 'robustness':
+        return robustness(run, launcher, hooks, log_level)
     from ..launch import barrier, load_config, test, train
     pretrained = resolve_weights(run)
 
@@ -102,8 +103,38 @@ def execute(run: PlannedRun, launcher: str = 'none', hooks: Sequence = (),
     barrier()  # rank 0 saved the last checkpoint
     checkpoint = RunDir(run.work_dir).last_checkpoint()
     metrics = test(config(), str(checkpoint))
-    record = record_run(run, cfg, runner, checkpoint, metrics, launcher)
+    record = record_run(run, cfg, checkpoint, metrics, runner.iter,
+                        dict(seconds_per_iter=RunDir(run.work_dir).seconds_per_iter(),
+                             iterations=int(runner.iter)),
+                        weights_provenance(run, cfg), launcher)
     barrier()  # nobody reads the record before it is whole
+    return record
+
+
+def robustness(run: PlannedRun, launcher: str = 'none', hooks: Sequence = (),
+               log_level: Optional[str] = None) -> RunRecord:
+    """The evaluation-only stage: the final checkpoint of the run ``run`` follows, evaluated
+    clean and under each corruption and severity (resuming where it stopped), recorded with
+    that run (``<its work dir>/robustness``)."""
+    import time
+
+    from ..launch import barrier, load_config
+    from ..models.pretrained import describe_weights
+    from ..robustness.evaluate import evaluate_robustness
+    start = time.time()
+    checkpoint = upstream_checkpoint(run)
+    cfg = load_config(run.config, str(run.work_dir), run.overrides, launcher)
+    cfg.model.backbone.init_cfg = None  # the whole model comes from the checkpoint
+    if log_level:
+        cfg.log_level = log_level
+    run.work_dir.mkdir(parents=True, exist_ok=True)
+    summary = evaluate_robustness(cfg, checkpoint, run.work_dir, run.corruptions,
+                                  run.severities, hooks)
+    record = record_run(run, cfg, Path(checkpoint), summary, 0,
+                        dict(seconds=time.time() - start,
+                             evaluations=1 + len(run.corruptions) * len(run.severities)),
+                        dict(describe_weights(checkpoint), upstream_run=run.after), launcher)
+    barrier()
     return record
 
 

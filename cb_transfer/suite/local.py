@@ -18,6 +18,7 @@ Runner start cost seconds) and stream each run's progress to one console line.
 import contextlib
 import functools
 import json
+import math
 import multiprocessing
 import os
 import queue
@@ -57,7 +58,10 @@ def _schedule_length(config: str, options: str) -> int:
 
 def max_iters(run: PlannedRun) -> int:
     """The iterations the run's config trains for, with the suite's options (for an
-    epoch-based config its epochs: a first guess, which the run corrects once it starts)."""
+    epoch-based config its epochs: a first guess, which the run corrects once it starts); for a
+    robustness evaluation, its evaluations."""
+    if run.stage == 'robustness':
+        return 1 + len(run.corruptions) * len(run.severities)
     return _schedule_length(run.config, json.dumps(run.options, sort_keys=True))
 
 
@@ -67,12 +71,14 @@ def _summary(metrics: Dict[str, float]) -> str:
 
 
 class _ReportProgress(Hook):
-    """In a worker: sends (run, iteration, max, loss, last metric) to the main process."""
+    """In a worker: sends (run, iteration, max, loss, last metric) to the main process; for a
+    robustness evaluation, (run, evaluations done, evaluations, nan, last metric)."""
 
     priority = 'LOW'
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, evaluations: int = 0) -> None:
         self.name, self.loss, self.metric = name, float('nan'), ''
+        self.evaluations, self.evaluated = evaluations, 0
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if outputs and 'loss' in outputs:
@@ -83,6 +89,12 @@ class _ReportProgress(Hook):
         if metrics:
             key = next((k for k in SUMMARY_METRICS if k in metrics), next(iter(metrics)))
             self.metric = f', {key} {float(metrics[key]):.3f}'
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        if self.evaluations:  # one robustness evaluation done
+            self.evaluated += 1
+            self.after_val_epoch(runner, metrics)
+            _progress.put((self.name, self.evaluated, self.evaluations, self.loss, self.metric))
 
 
 def _start_worker(progress, threads: int) -> None:
@@ -129,7 +141,8 @@ def _work(run: PlannedRun, verbose: bool):
     log = run.work_dir / RUN_LOG
     with contextlib.nullcontext() if verbose else capture_output(log):
         try:
-            return execute(run, hooks=[_ReportProgress(run.name)])
+            evaluations = max_iters(run) if run.stage == 'robustness' else 0
+            return execute(run, hooks=[_ReportProgress(run.name, evaluations)])
         except BaseException:
             traceback.print_exc()  # into the run's log
             raise
@@ -164,7 +177,9 @@ class _Board:
         parts = []
         for run, (i, n, loss_, metric_) in self.state.items():
             label, start = self.runs.get(run, (run, now))
-            parts.append(f'{label}: iter {i}/{n} loss {loss_:.3f}{metric_}, run left '
+            step = (f'evaluation {i}/{n}' if math.isnan(loss_)  # a robustness evaluation
+                    else f'iter {i}/{n} loss {loss_:.3f}')
+            parts.append(f'{label}: {step}{metric_}, run left '
                          f'{clock((now - start) / max(i, 1) * (n - i))}')
         suite_left = (now - self.start) / max(done, 1) * (sum(self.expected.values()) - done)
         self.console.update(' | '.join(parts) + f' | suite left ~{clock(suite_left)}',
@@ -223,7 +238,7 @@ def run_local(plan: Plan, console: Console, jobs: int, threads: int,
     with pool:
         while waiting or running:
             for run in list(waiting):
-                upstream = plan.upstream_of(run)
+                upstream = plan.waits_for(run)
                 run_dir = RunDir(run.work_dir)
                 if run_dir.finished:  # by the invocation that held it
                     waiting.remove(run)
@@ -249,7 +264,7 @@ def run_local(plan: Plan, console: Console, jobs: int, threads: int,
                     if taken_over is not None:
                         console.line(f'{label[run.name]}: took over the claim of '
                                      f'{taken_over.describe()}, which is no longer running')
-                    console.line(f'{label[run.name]}: {prepare(run_dir)}'
+                    console.line(f'{label[run.name]}: {prepare(run)}'
                                  + ('' if verbose else f', log: {run_dir.path / RUN_LOG}'))
                     running[pool.submit(_work, run, verbose)] = run
                     started[run.name] = time.time()

@@ -78,7 +78,7 @@ class PlannedRun:
     """One training run (then its test): everything an executor needs, nothing it must look up."""
     name: str                      # e.g. 'two-stage/upernet_..._ade20k-64x64/seed0'
     suite: str                     # the suite's name (its file's stem)
-    stage: str                     # 'upstream' or 'downstream'
+    stage: str                     # 'upstream', 'downstream' or 'robustness'
     arm: str                       # 'plain' or 'cb'
     config: str                    # absolute path
     seed: int
@@ -89,6 +89,11 @@ class PlannedRun:
     # the pretraining pair: its seed (upstream runs: their own), None where no upstream run feeds
     # the run (files, the configs' own weights, from scratch)
     pair: Optional[int] = None
+    after: Optional[str] = None    # the run that must finish first (Plan.waits_for)
+    # a robustness evaluation's corruptions and severities (stage 'robustness')
+    corruptions: Tuple[str, ...] = ()
+    severities: Tuple[int, ...] = ()
+    entry: Optional[int] = None    # the index of its downstream entry in the suite file
 
     @property
     def config_name(self) -> str:
@@ -119,9 +124,10 @@ class Plan:
     def run(self, name: str) -> PlannedRun:
         return next(r for r in self.runs if r.name == name)
 
-    def upstream_of(self, run: PlannedRun) -> Optional[PlannedRun]:
-        """The upstream run whose checkpoint ``run`` starts from, if any."""
-        return self.run(run.weights.run) if run.weights and run.weights.run else None
+    def waits_for(self, run: PlannedRun) -> Optional[PlannedRun]:
+        """The run that must finish before ``run`` starts: the upstream run whose checkpoint it
+        starts from, or the run a robustness evaluation evaluates."""
+        return self.run(run.after) if run.after else None
 
     @property
     def configs(self) -> List[str]:
@@ -160,6 +166,16 @@ class Plan:
                 seeds = sorted({s for _, s in shapes.values()})
                 parts.append(f'{len(down)} fine-tuning: {shape[0]}, each with {pairs[0]} to '
                              f'{pairs[-1]} pairs of {seeds[0]} to {seeds[-1]} seeds')
+        robust = [r for r in self.runs if r.stage == 'robustness']
+        if robust:
+            from ..robustness.metrics import is_benchmark
+            sample = robust[0]
+            kind = ('the benchmark\'s 15 corruptions x 5 severities'
+                    if is_benchmark(sample.corruptions, sample.severities) else
+                    f'a subset: {", ".join(sample.corruptions)} at severit'
+                    f'{"y" if len(sample.severities) == 1 else "ies"} '
+                    f'{", ".join(map(str, sample.severities))}')
+            parts.append(f'{len(robust)} robustness evaluations ({kind}, and clean)')
         return f'{count(len(self.runs), "run")} ({"; ".join(parts)})'
 
     def missing_inputs(self) -> List[str]:
@@ -313,6 +329,51 @@ def _weights(entry: dict, arms: Dict[str, str], upstream: Dict[str, dict],
                      'CB. Give both arms upstream runs of one pair, or both files.')
 
 
+ROBUSTNESS_KEYS = ('corruptions', 'severities', 'entries')
+
+
+def _robustness_runs(spec, runs: List[PlannedRun], where: str) -> List[PlannedRun]:
+    """The evaluation-only stage a suite asks for (``robustness = dict(corruptions=...,
+    severities=..., entries=...)``): one run per fine-tuning run of the chosen downstream
+    entries (all by default), evaluating its final checkpoint, after it."""
+    if not spec:
+        return []
+    from ..robustness.corruptions import BENCHMARK, HELD_OUT, SEVERITIES
+    where = f'{where}, robustness'
+    if not isinstance(spec, dict) or set(spec) - set(ROBUSTNESS_KEYS):
+        raise SuiteError(f'{where}: give dict({", ".join(f"{k}=..." for k in ROBUSTNESS_KEYS)})'
+                         f'; got {spec!r}')
+    corruptions = tuple(spec.get('corruptions') or BENCHMARK)
+    unknown = [c for c in corruptions if c not in BENCHMARK + HELD_OUT]
+    if unknown:
+        raise SuiteError(f'{where}: unknown corruptions {unknown}; the benchmark has '
+                         f'{", ".join(BENCHMARK)} and holds out {", ".join(HELD_OUT)}')
+    severities = tuple(spec.get('severities') or SEVERITIES)
+    if any(s not in SEVERITIES for s in severities):
+        raise SuiteError(f'{where}: severities={list(severities)} must be among {SEVERITIES}')
+    entries = spec.get('entries')
+    downstream = [r for r in runs if r.stage == 'downstream']
+    configs = list(dict.fromkeys(r.config for r in downstream))
+    chosen = set(configs)
+    if entries is not None:
+        # an entry is chosen by its index in downstream; its arms' configs are what is evaluated
+        by_entry = {}
+        for run in downstream:
+            by_entry.setdefault(run.entry, set()).add(run.config)
+        bad = [e for e in entries if e not in by_entry]
+        if bad:
+            raise SuiteError(f'{where}: entries {bad} are not indices of downstream '
+                             f'(0..{max(by_entry)})')
+        chosen = set().union(*(by_entry[e] for e in entries))
+    return [PlannedRun(
+        name=f'{run.name}/robustness', suite=run.suite, stage='robustness', arm=run.arm,
+        config=run.config, seed=run.seed, protocol=run.protocol,
+        work_dir=run.work_dir / 'robustness', options=run.options,
+        weights=Weights(run=run.name, work_dir=run.work_dir), pair=run.pair, after=run.name,
+        entry=run.entry, corruptions=corruptions, severities=severities)
+        for run in downstream if run.config in chosen]
+
+
 def load_plan(suite: str, work_dir: Optional[str] = None) -> Plan:
     """Read and check a suite (a preset's name, ``cb_transfer::suites/...`` or a file); every
     config it names must exist."""
@@ -399,6 +460,8 @@ def load_plan(suite: str, work_dir: Optional[str] = None) -> Plan:
                     runs.append(PlannedRun(
                         name=name, suite=suite_name, stage='downstream', arm=arm, config=config,
                         seed=int(s), protocol=arm_protocol, work_dir=root / name,
-                        options=options_for(config), weights=weights, pair=pair))
+                        options=options_for(config), weights=weights, pair=pair,
+                        after=weights.run if weights is not None else None, entry=index))
+    runs += _robustness_runs(suite.get('robustness'), runs, where)
     return Plan(suite_file=suite_file, root=root, runs=runs, seeds=seeds, pairs=pair_seeds,
                 smoke_data=bool(suite.get('smoke_data')), slurm=dict(suite.get('slurm') or {}))

@@ -137,7 +137,7 @@ class SlurmJob(submitit.helpers.Checkpointable):
             taken_over = run_dir.claim()
             if taken_over is not None:
                 print(f'took over the claim of {taken_over.describe()}', flush=True)
-            print(f'{self.run.name}: {prepare(run_dir, keep=[SLURM_DIR])}', flush=True)
+            print(f'{self.run.name}: {prepare(self.run, keep=[SLURM_DIR])}', flush=True)
         try:
             with distributed_session():
                 return execute(self.run, launcher='pytorch')
@@ -271,7 +271,7 @@ class SlurmExecutor(Executor):
         return executor
 
     def describe(self, plan: Plan, run: PlannedRun) -> str:
-        upstream = plan.upstream_of(run)
+        upstream = plan.waits_for(run)
         dependency = None
         if upstream is not None and not RunDir(upstream.work_dir).finished:
             dependency = f'afterok:<job of {upstream.name}>'
@@ -293,7 +293,7 @@ class SlurmExecutor(Executor):
         for run in plan.runs:
             state = run_state(run)
             states[run.name] = state
-            upstream = plan.upstream_of(run)
+            upstream = plan.waits_for(run)
             waits_on_new_job = upstream is not None and upstream.name in resubmitted
             if state.state == 'done' or (state.queued and not
                                          (waits_on_new_job and state.state == 'pending')):

@@ -45,7 +45,7 @@ class TorchrunExecutor(Executor):
         failed: List[str] = []
         for index, run in enumerate(todo, 1):
             label = f'[{index}/{len(todo)}] {run.name}'
-            upstream = plan.upstream_of(run)
+            upstream = plan.waits_for(run)
             if upstream is not None and upstream.name in failed:
                 console.line(f'{label}: skipped, its upstream run {upstream.name} failed')
                 failed.append(run.name)
@@ -57,7 +57,7 @@ class TorchrunExecutor(Executor):
                 console.line(f'{label}: not run, {err}')
                 failed.append(run.name)
                 continue
-            console.line(f'{label}: {prepare(run_dir)}, {self.nproc} processes')
+            console.line(f'{label}: {prepare(run)}, {self.nproc} processes')
             try:
                 subprocess.run(self.command(plan, run), check=True)
             except subprocess.CalledProcessError as err:
