@@ -192,7 +192,7 @@ def test_dry_run_of_the_full_preset_lists_every_run_and_touches_nothing(
                                tmp_path, monkeypatch, capfd)
     assert code == 0 and set(tmp_path.rglob('*')) == before
     lines = [line for line in out.splitlines() if line.startswith('[new] ')]
-    assert len(lines) == 14 + 86
+    assert len(lines) == 14 + 86 + 86  # pretraining, fine-tuning, robustness
     assert all('-m torch.distributed.run' in line and '--nproc_per_node=8' in line
                and '-m cb_transfer.suite.job' in line and str(FULL) in line for line in lines)
     names = [line.split()[1].rstrip(':') for line in lines]
@@ -201,6 +201,8 @@ def test_dry_run_of_the_full_preset_lists_every_run_and_touches_nothing(
         assert f'--run-name {name} --launcher pytorch' in line
         if name.startswith('upstream/'):
             assert '(weights:' not in line.split(':')[0]
+        elif name.endswith('/robustness'):  # the run it evaluates, once it has finished
+            assert f'(weights: <last checkpoint of {name[:-len("/robustness")]}>)' in line
         else:  # each arm from its own pair's pretraining run of its kind, resolved when it starts
             arm = '-cb' if '-cb_' in name else ''
             pair = name.split('/')[2][len('pair'):]

@@ -14,7 +14,8 @@
 # its rows are conditional on those two checkpoints and the report says so. 14 pretraining and
 # 86 fine-tuning runs; the README gives the GPU-hours. Needs data/imagenet,
 # data/ade/ADEChallengeData2016 and data/coco (README); the suite checks them before it starts
-# anything. On a Slurm cluster:
+# anything. Then each fine-tuned run is evaluated under the 15 benchmark corruptions at 5
+# severities (an evaluation-only stage: mPC and rPC). On a Slurm cluster:
 #   python tools/run_suite.py configs/suites/full.py --launcher slurm --partition gpu
 # submits every run at once, each fine-tuning job waiting for its own pair's pretraining job.
 upstream = {f'deit_{s}': dict(plain=f'configs/imagenet/deit-{s}16_8xb128-300e_in1k-224.py',
@@ -39,6 +40,8 @@ downstream = (_entries([_upernet], 'tsb', _headline) + _entries([_upernet_ld], '
               + _entries([_fpn] + _mask_rcnn, 'tsb', _others))
 del _entries
 seeds = [0]
+# every fine-tuned run evaluated under the benchmark's 15 corruptions x 5 severities (mPC, rPC)
+robustness = dict()
 work_dir = 'work_dirs/suite_full'
 # what each Slurm job asks for (the command line overrides any of these)
 slurm = dict(nodes=1, gpus_per_node=8, cpus_per_task=10, time_min=24 * 60, max_requeues=10)
