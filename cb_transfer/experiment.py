@@ -2,13 +2,15 @@
 
 A run is identified from its config, never from its folder name: task (classification,
 segmentation, detection), data set, model, backbone, its arm (the backbone options in which the
-compared arms differ: CB and its options), seed, schedule and the protocol (the config key
-``protocol`` the suite sets: two-stage, cb-at-finetune, zoo-check, ...).
+compared arms differ: CB and its options, and timm's constructor arguments, ``timm_kwargs``),
+seed, schedule and the protocol (the config key ``protocol`` the suite sets: two-stage,
+cb-at-finetune, zoo-check, ...).
 
-Two configs are *twins* (the plain and the +CB arm of one comparison) when they are equal apart
-from their arm keys, the seed, where the backbone's weights come from and bookkeeping (where and
-how the run was executed). The suite's plan refuses entries whose arms are not twins and the result
-tables pair runs by the same rule: :func:`fingerprint` is that rule.
+Two configs are *twins* (the control and a treatment arm of one comparison) when they are equal
+apart from their arm keys, the seed, where the backbone's weights come from and bookkeeping
+(where and how the run was executed). The suite's plan refuses entries whose arms are not twins
+and the result tables pair runs by the same rule: :func:`fingerprint` is that rule. An arm is
+named by what it changes (:func:`arm_label`: ``+CB(mlp)``, ``+reg4``, ``+CB(mlp)+reg4``).
 """
 import json
 from typing import Dict, Iterator, List, Tuple
@@ -19,9 +21,18 @@ BOOKKEEPING = ('work_dir', 'launcher', 'resume', 'load_from', 'env_cfg', 'model_
                'default_hooks', 'log_processor', 'visualizer', 'vis_backends', 'log_level',
                'experiment_name', 'custom_hooks')
 BOOKKEEPING_LEAVES = ('num_workers', 'persistent_workers', 'pin_memory')
-# What an arm may differ in from its control, besides the weights it starts from.
+# What an arm may differ in from its control, besides the weights it starts from: CB and its
+# options, and any timm constructor argument (model.backbone.timm_kwargs.*).
 ARM_KEYS = ('model.backbone.cb', 'model.backbone.cb_position', 'model.backbone.cb_scaled',
             'model.backbone.cb_layers')
+ARM_PREFIX = 'model.backbone.timm_kwargs'
+CONTROL = 'plain'
+# short names of timm_kwargs in arm labels (others show as +key=value)
+SHORT = {'reg_tokens': lambda v: f'reg{v}', 'init_values': lambda v: 'LS',
+         'qk_norm': lambda v: 'QKnorm', 'no_embed_class': lambda v: 'noembcls',
+         'pre_norm': lambda v: 'prenorm', 'class_token': lambda v: 'nocls' if not v else 'cls',
+         'mlp_layer': lambda v: str(v), 'norm_layer': lambda v: str(v),
+         'attn_layer': lambda v: f'attn={v}'}
 SEED_KEYS = ('randomness.seed', 'seed')
 # Where pretrained weights come from may differ between arms (a CB-pretrained checkpoint for the
 # CB arm), so it does not split them; the tables report it instead.
@@ -48,7 +59,8 @@ def flatten(node, prefix: str = '') -> Iterator[Tuple[str, object]]:
 def _splits_experiments(key: str) -> bool:
     """Whether two runs that differ in ``key`` are different experiments."""
     return not (key.split('.')[0] in BOOKKEEPING or key.split('.')[-1] in BOOKKEEPING_LEAVES
-                or key in ARM_KEYS or key in SEED_KEYS or key in CHECKPOINT_KEYS)
+                or key in ARM_KEYS or key == ARM_PREFIX or key.startswith(ARM_PREFIX + '.')
+                or key in SEED_KEYS or key in CHECKPOINT_KEYS)
 
 
 def _compared(cfg: dict) -> Dict[str, str]:
@@ -111,20 +123,36 @@ def _schedule(cfg: dict) -> str:
 
 
 def arm_options(cfg: dict) -> dict:
-    """The backbone options that make a run's arm (the values of ``ARM_KEYS`` it sets)."""
+    """The backbone options that make a run's arm: CB's (where CB is on) and ``timm_kwargs``."""
     backbone = (cfg.get('model') or {}).get('backbone') or {}
-    names = [key[len('model.backbone.'):] for key in ARM_KEYS]
-    return {name: backbone[name] for name in names if name in backbone}
+    options = {}
+    if backbone.get('cb', False):
+        names = [key[len('model.backbone.'):] for key in ARM_KEYS]
+        options.update({name: backbone[name] for name in names if name in backbone})
+    if backbone.get('timm_kwargs'):
+        options['timm_kwargs'] = dict(backbone['timm_kwargs'])
+    return options
 
 
-def cb_options(backbone: dict) -> str:
-    """The CB options of a backbone as the tables show them (empty for the plain arm)."""
-    if not backbone.get('cb', False):
-        return ''
-    return (f"{backbone.get('cb_position', 'mlp')}"
-            + (', scaled' if backbone.get('cb_scaled') else '')
-            + (f", layers {list(backbone['cb_layers'])}" if backbone.get('cb_layers')
-               is not None else ''))
+def arm_label(options: dict) -> str:
+    """An arm by what it changes: ``'plain'`` for none, else e.g. ``'+CB(mlp)'``, ``'+reg4'``,
+    ``'+CB(attn, scaled)+reg4'``."""
+    parts = []
+    if options.get('cb'):
+        detail = [options.get('cb_position', 'mlp')]
+        if options.get('cb_scaled'):
+            detail.append('scaled')
+        if options.get('cb_layers') is not None:
+            detail.append(f"layers {list(options['cb_layers'])}")
+        parts.append(f'+CB({", ".join(detail)})')
+    for key, value in sorted((options.get('timm_kwargs') or {}).items()):
+        parts.append('+' + (SHORT[key](value) if key in SHORT else f'{key}={value}'))
+    return ''.join(parts) or CONTROL
+
+
+def arm_order(label: str) -> tuple:
+    """Sort key of arm labels: the control, then by how many changes, then by name."""
+    return label != CONTROL, label.count('+'), label
 
 
 def identify(cfg: dict) -> dict:
@@ -140,7 +168,8 @@ def identify(cfg: dict) -> dict:
     seed = (cfg.get('randomness') or {}).get('seed', cfg.get('seed'))
     checkpoint = (backbone.get('init_cfg') or {}).get('checkpoint') or model.get('pretrained')
     protocol = cfg.get('protocol') or ('from-scratch' if not checkpoint else 'as configured')
+    options = arm_options(cfg)
     return dict(task=task, dataset=_dataset_type(cfg), model=MODEL_NAMES.get(head, head),
                 arch=_arch(backbone), schedule=_schedule(cfg), cb=bool(backbone.get('cb', False)),
-                cb_options=cb_options(backbone), seed=seed, checkpoint=checkpoint,
+                arm=arm_label(options), arm_options=options, seed=seed, checkpoint=checkpoint,
                 protocol=str(protocol), experiment=fingerprint(cfg))

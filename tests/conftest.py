@@ -2,7 +2,8 @@
 
 ``local_suite`` runs the default suite, reduced (pretraining for 2 epochs, fine-tuning for 40 and
 20 iterations, two seeds), once per session through ``tools/run_suite.py``; the suite, upstream,
-report, attention and Slurm tests all read its work dir. Helpers are in helpers.py.
+report, attention and Slurm tests all read its work dir. ``arms_suite`` runs the arms smoke suite
+(plain, +CB, +reg4, +CB+reg4), reduced likewise. Helpers are in helpers.py.
 """
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from helpers import reduced_suite, run, suite_command
 import cb_transfer  # noqa: F401
 from cb_transfer.data import make_smoke_data
 
-END_TO_END = {'smoke_cwd', 'local_suite', 'two_process_reference'}
+END_TO_END = {'smoke_cwd', 'local_suite', 'two_process_reference', 'arms_suite'}
 
 
 def pytest_collection_modifyitems(items):
@@ -61,3 +62,14 @@ def two_process_reference(smoke_cwd) -> SimpleNamespace:
                 '--cfg-options', *planned.options_as_args()], smoke_cwd, env=env)
     return SimpleNamespace(suite=suite, run=planned, work_dir=work_dir,
                            checkpoint=work_dir / 'epoch_2.pth', log=proc.stdout + proc.stderr)
+
+
+@pytest.fixture(scope='session')
+def arms_suite(smoke_cwd) -> SimpleNamespace:
+    """The arms smoke suite by its preset name, reduced (pretraining 2 epochs, UPerNet 40
+    iterations; one pair, two seeds), run once by the local executor."""
+    from helpers import arms_suite_file
+    suite = arms_suite_file(smoke_cwd)
+    work_dir = smoke_cwd / 'work_dirs' / 'arms'
+    proc = run(suite_command(suite, work_dir, '--jobs', 2, '--threads', 1), smoke_cwd)
+    return SimpleNamespace(work_dir=work_dir, console=proc.stdout)

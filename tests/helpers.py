@@ -46,8 +46,10 @@ _det_short = {{'train_cfg.max_iters': 20, 'train_cfg.val_interval': 20,
                'param_scheduler.1.milestones': [15]}}
 cfg_options = {{{up0!r}: _up_short, {up1!r}: _up_short, {seg0!r}: _seg_short,
                {seg1!r}: _seg_short, {det0!r}: _det_short, {det1!r}: _det_short}}
-robustness = dict(corruptions=['gaussian_noise', 'fog'], severities=[3], entries=[0])
 '''
+# the full reduced suite's robustness stage (a segmentation-only one has none of its own)
+REDUCED_ROBUSTNESS = ("robustness = dict(corruptions=['gaussian_noise', 'fog'], severities=[3], "
+                      'entries=[0])\n')
 
 
 def reduced_suite(directory: Path, name: str = 'reduced', detection: bool = True,
@@ -58,10 +60,35 @@ def reduced_suite(directory: Path, name: str = 'reduced', detection: bool = True
                           up0=UPSTREAM[0], up1=UPSTREAM[1], seg0=SEG[0], seg1=SEG[1],
                           det0=DET[0], det1=DET[1], seg_iters=SEG_ITERS,
                           seg_val=SEG_ITERS // 2)
-    if not detection:
-        text += f"downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='vit_tiny')]\n"
+    if detection:
+        text += REDUCED_ROBUSTNESS
+    else:
+        text += (f"downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='vit_tiny')]\n"
+                 'robustness = None\n')  # not the preset's
     path = directory / f'{name}.py'
     path.write_text(text + textwrap.dedent(extra))
+    return path
+
+
+ARMS_REDUCED = '''
+_base_ = {arms!r}
+_up_short = {{'train_cfg.max_epochs': 2, 'train_cfg.val_interval': 1,
+              'default_hooks.checkpoint.interval': 1, 'param_scheduler.1.end': 2}}
+_seg_short = {{'train_cfg.max_iters': 40, 'train_cfg.val_interval': 20,
+               'default_hooks.checkpoint.interval': 20, 'param_scheduler.1.end': 40}}
+cfg_options = {{**{{c: _up_short for c in {up!r}}}, **{{c: _seg_short for c in {seg!r}}}}}
+'''
+ARM_TAGS = ('', '-cb', '-reg4', '-cb-reg4')
+
+
+def arms_suite_file(directory: Path) -> Path:
+    """The arms smoke suite (configs/suites/arms_smoke.py) with short schedules."""
+    path = directory / 'arms_reduced.py'
+    path.write_text(ARMS_REDUCED.format(
+        arms=str(REPO / 'configs' / 'suites' / 'arms_smoke.py'),
+        up=[f'{SMOKE}/vit-tiny-p8{t}_1xb32-12e_smoke-in1k-64x64.py' for t in ARM_TAGS],
+        seg=[f'{SMOKE}/upernet_vit-tiny-p8{t}_1xb4-240iter_smoke-ade20k-64x64.py'
+             for t in ARM_TAGS]))
     return path
 
 

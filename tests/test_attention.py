@@ -53,8 +53,9 @@ def test_distances_by_hand_on_a_small_grid():
     assert stats_of(attn, (1, 3))['distance'] == pytest.approx((16 + 16 + 0) / 3)
 
 
-def brute_force(maps: np.ndarray, grid, patch) -> dict:
-    """The statistics of full maps (images, heads, N, N), written out with numpy."""
+def brute_force(maps: np.ndarray, grid, patch, prefix=1) -> dict:
+    """The statistics of full maps (images, heads, N, N) whose first ``prefix`` tokens are not
+    patches, written out with numpy."""
     logs = np.where(maps > 0, np.log(np.where(maps > 0, maps, 1)), 0)
     row_entropy = -(maps * logs).sum(-1)                        # (B, H, N)
     n = maps.shape[-1]
@@ -62,7 +63,7 @@ def brute_force(maps: np.ndarray, grid, patch) -> dict:
     marginal_entropy = -(marginal * np.where(marginal > 0, np.log(marginal), 0)).sum(-1)
     centres = np.array([(i * patch, j * patch) for i in range(grid[0]) for j in range(grid[1])])
     distances = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
-    patches = maps[..., 1:, 1:]
+    patches = maps[..., prefix:, prefix:]
     patches = patches / patches.sum(-1, keepdims=True)
     return dict(entropy=(row_entropy.mean(-1) / np.log(n)).mean(0),
                 gap=(np.log(n) - row_entropy.mean(-1)).mean(0),
@@ -70,13 +71,17 @@ def brute_force(maps: np.ndarray, grid, patch) -> dict:
                 nmi=((marginal_entropy - row_entropy.mean(-1)) / marginal_entropy).mean(0))
 
 
-@pytest.mark.parametrize('cb', [False, True])
-def test_streamed_statistics_equal_the_brute_force_ones_layer_by_layer(cb):
+@pytest.mark.parametrize('cb, change, prefix', [(False, {}, 1), (True, {}, 1),
+                                               (True, dict(reg_tokens=4), 5),
+                                               (False, dict(class_token=False), 0)],
+                         ids=['plain', '+CB', '+CB+reg4', 'no class token'])
+def test_streamed_statistics_equal_the_brute_force_ones_layer_by_layer(cb, change, prefix):
     torch.manual_seed(0)
     model = ViT(arch='deit_tiny_patch16_224', depth=3, img_size=64, cb=cb,
-                cb_position='attn').eval()
-    images = torch.randn(3, 3, 64, 80)  # a 4x5 grid: 21 tokens
+                cb_position='attn', timm_kwargs=change).eval()
+    images = torch.randn(3, 3, 64, 80)  # a 4x5 grid: 20 patches and the prefix tokens
     recorder = AttentionRecorder(model)
+    assert recorder.prefix == prefix   # counted from the model, not assumed
     with recorder.recording():
         for image in images:
             recorder(image[None])
@@ -90,11 +95,18 @@ def test_streamed_statistics_equal_the_brute_force_ones_layer_by_layer(cb):
     assert sorted(maps) == [f'blocks.{i}.attn.attn_drop' for i in range(3)]
     for layer in range(3):
         full = maps[f'blocks.{layer}.attn.attn_drop'].double().numpy()
-        assert full.shape == (3, 3, 21, 21)
-        expected = brute_force(full, (4, 5), 16)
+        assert full.shape == (3, 3, 20 + prefix, 20 + prefix)
+        expected = brute_force(full, (4, 5), 16, prefix)
         for name in ('entropy', 'gap', 'distance', 'nmi'):
             np.testing.assert_allclose(streamed[name][layer], expected[name], rtol=1e-9,
                                        err_msg=f'{name}, layer {layer}')
+
+
+def test_attention_that_is_not_one_softmax_is_refused_naming_its_class():
+    model = ViT(arch='deit_tiny_patch16_224', depth=2, img_size=64,
+                timm_kwargs=dict(attn_layer='diff'))
+    with pytest.raises(TypeError, match='DiffAttention attention is not one softmax map'):
+        AttentionRecorder(model)
 
 
 def test_the_main_job_measured_every_arm_it_trained(local_suite):
@@ -104,7 +116,7 @@ def test_the_main_job_measured_every_arm_it_trained(local_suite):
     assert len(entries) == 12
     assert {(e['task'], e['arm'], e['pair']) for e in entries} == {
         (t, a, p) for t in ('classification', 'segmentation', 'detection')
-        for a in ('plain', '+CB') for p in (0, 1)}
+        for a in ('plain', '+CB(mlp)') for p in (0, 1)}
     for entry in entries:
         assert entry['images'] == 8 and len(entry['layers']) == 4
         values = [v for layer in entry['layers'] for s in layer.values() for v in s]
@@ -112,10 +124,11 @@ def test_the_main_job_measured_every_arm_it_trained(local_suite):
         assert all(0 <= v <= 1 for layer in entry['layers'] for v in layer['entropy'])
     detection = next(e for e in entries if e['task'] == 'detection')
     assert detection['size'] == [128, 128] and detection['tokens'] == 1 + 16 * 16
+    assert detection['prefix_tokens'] == 1
     report = (local_suite.work_dir / 'report.md').read_text()
     assert '## Attention' in report and "the paper's measure" in report
     # averaged over each pair's seeds, then mean ± std over the pairs
-    assert 'plain: 2 checkpoints of 2 pairs; +CB: 2 checkpoints of 2 pairs' in report
+    assert 'plain: 2 checkpoints of 2 pairs; +CB(mlp): 2 checkpoints of 2 pairs' in report
 
     assert (local_suite.work_dir / 'attention' / 'attention.png').read_bytes()[:4] == b'\x89PNG'
 
@@ -159,9 +172,9 @@ def test_the_summary_averages_each_pairs_seeds_then_takes_the_spread_over_pairs(
                                  distance=[1.0, 1.0], nmi=[0.0, 0.0])])
     plain = [entry('plain', 0, 0, 0.90), entry('plain', 0, 1, 0.80),   # pair means 0.85, 0.95
              entry('plain', 1, 0, 0.96), entry('plain', 1, 1, 0.94)]
-    cb = [entry('+CB', 0, 0, 0.5)]
+    cb = [entry('+CB(mlp)', 0, 0, 0.5)]
     text = summary_markdown(dict(definitions={}, checkpoints=plain + cb))
-    assert 'plain: 4 checkpoints of 2 pairs; +CB: 1 checkpoint of 1 pair' in text
+    assert 'plain: 4 checkpoints of 2 pairs; +CB(mlp): 1 checkpoint of 1 pair' in text
     row = next(line for line in text.splitlines() if line.startswith('| 0 |'))
     expected = f'{np.mean([0.85, 0.95]):.3f} ± {np.std([0.85, 0.95], ddof=1):.3f}'
     assert row.split(' | ')[1] == expected and row.split(' | ')[2] == '0.500'

@@ -47,8 +47,16 @@ def test_the_config_set_is_complete():
         for schedule in ('1x', 'ms-3x'):
             assert f'coco/mask-rcnn_deit-{size}16_fpn_8xb2-{schedule}_coco.py' in names
     assert 'ade20k/upernet_deit-s16-ld_8xb2-160k_ade20k-512x512.py' in names
-    assert sum('smoke' in n for n in names) == 6
+    assert sum('smoke' in n for n in names) == 10   # plain, +CB, +reg4, +CB+reg4 (upstream, seg)
     assert len(CB) * 2 == len(ALL), 'every config has a +CB twin'
+
+
+@pytest.mark.parametrize('path', [p for p in ALL if '-reg4' in p.name], ids=lambda p: p.name)
+def test_register_twin_differs_only_in_its_timm_kwargs(path):
+    plain, registers = resolved(path.with_name(path.name.replace('-reg4', ''))), resolved(path)
+    differing = {k for k in plain.keys() | registers.keys()
+                 if plain.get(k, '<absent>') != registers.get(k, '<absent>')}
+    assert differing == {'model.backbone.timm_kwargs.reg_tokens'}
 
 
 @pytest.mark.parametrize('path', CB, ids=lambda p: p.name)

@@ -7,6 +7,7 @@ from helpers import DET, REPO, SEG, UPSTREAM
 from cb_transfer.suite.plan import SuiteError, load_plan
 
 SUITES = REPO / 'configs' / 'suites'
+ARM_SEG = 'configs/smoke/upernet_vit-tiny-p8-reg4_1xb4-240iter_smoke-ade20k-64x64.py'
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -91,6 +92,38 @@ seeds = [0]
     assert plan.runs[0].work_dir.name == 'seed0'  # no pair level without upstream runs
 
 
+def test_named_arms_each_from_their_own_upstream_arm(tmp_path):
+    """Three treatments against one control: every arm pretrained with one recipe and
+    fine-tuned from its own checkpoint; the control first."""
+    plan = load_plan(str(SUITES / 'arms_smoke.py'), work_dir='root')
+    upstream = [r for r in plan.runs if r.stage == 'upstream']
+    assert [r.arm for r in upstream] == ['plain', 'cb', 'reg4', 'cb_reg4']
+    downstream = [r for r in plan.runs if r.stage == 'downstream']
+    assert len(downstream) == 4 * 2
+    for run in downstream:
+        feeder = plan.waits_for(run)
+        assert feeder.arm == run.arm and run.protocol == 'two-stage'
+        assert ('reg4' in Path(run.config).stem) == ('reg4' in run.arm)
+
+
+def test_a_zoo_pair_compares_two_published_checkpoints_of_one_recipe(tmp_path):
+    plan = load_plan(write(tmp_path, f'''
+downstream = [dict(plain={SEG[0]!r}, reg4={ARM_SEG!r}, protocol='zoo-pair',
+                   weights=dict(plain='dinov2.pth', reg4='dinov2_reg4.pth'))]
+seeds = [0, 1]
+'''))
+    assert [(r.protocol, r.arm, r.weights.file) for r in plan.runs] == [
+        ('zoo-pair', 'plain', 'dinov2.pth'), ('zoo-pair', 'plain', 'dinov2.pth'),
+        ('zoo-pair', 'reg4', 'dinov2_reg4.pth'), ('zoo-pair', 'reg4', 'dinov2_reg4.pth')]
+    assert all(r.stage == 'downstream' and plan.waits_for(r) is None for r in plan.runs)
+    with pytest.raises(SuiteError, match="protocol='zoo-pair' compares published checkpoints"):
+        load_plan(write(tmp_path, UPSTREAM_BLOCK + f'''
+downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r}, protocol='zoo-pair',
+                   weights=dict(plain='a.pth', cb='tiny.cb'))]
+seeds = [0]
+'''))
+
+
 def test_without_weights_the_config_names_the_protocol(tmp_path):
     plan = load_plan(write(tmp_path, f'''
 downstream = [dict(plain={SEG[0]!r}, cb={SEG[1]!r}),
@@ -103,9 +136,9 @@ seeds = [0]
 
 @pytest.mark.parametrize('downstream, message', [
     (f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights=dict(plain='deit.pth', cb='tiny.cb'))]",
-     'one arm starts from a file and the other from an upstream run'),
+     'some arms start from a file and others from an upstream run'),
     (f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights=dict(plain='tiny.cb', cb='tiny.plain'))]",
-     'not the plain and CB arms of one upstream pair'),
+     r'the arms start from plain from tiny.cb, cb from tiny.plain, not each from its own arm'),
     (f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='small')]",
      r"weights='small' is not an upstream pair \(upstream here: \['tiny'\]\)"),
     (f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights=dict(plain='tiny.plain'))]",
@@ -114,7 +147,10 @@ seeds = [0]
      r"config 'configs/nope.py' not found \(looked for .*configs/nope.py\), named in "
      r"suite file .*downstream\[0\]"),
     (f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, weights='tiny', extra=1)]",
-     r"downstream\[0\]: unknown keys \['extra'\]"),
+     r"downstream\[0\]: \['extra'\] are neither arms \(NAME=CONFIG\) nor one of weights"),
+    (f"[dict(cb={SEG[1]!r}, reg={SEG[1]!r})]", 'several arms .* but no control'),
+    (f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, protocol='zoo-pair')]",
+     "protocol='zoo-pair' needs weights"),
 ])
 def test_bad_entries_name_the_entry_and_the_problem(tmp_path, downstream, message):
     with pytest.raises(SuiteError, match=message):
@@ -122,6 +158,11 @@ def test_bad_entries_name_the_entry_and_the_problem(tmp_path, downstream, messag
 
 
 def test_arms_that_are_not_twins_are_refused_naming_the_keys_that_differ(tmp_path):
+    # each treatment is checked against the control, and named
+    with pytest.raises(SuiteError, match=r"upernet_vit-tiny-p8_1xb4.* \(plain\) and "
+                       r"mask-rcnn.* \(det\) differ in"):
+        load_plan(write(tmp_path, f"downstream = [dict(plain={SEG[0]!r}, reg4={ARM_SEG!r}, "
+                                  f"det={DET[1]!r})]\nseeds = [0]\n"))
     with pytest.raises(SuiteError, match=r"downstream\[0\]: the arms are not twins(.|\n)*"
                        r"model._scope_: 'mmseg' vs 'mmdet'(.|\n)*and \d+ more keys"):
         load_plan(write(tmp_path, f"downstream = [dict(plain={SEG[0]!r}, cb={DET[1]!r})]\n"
@@ -137,7 +178,7 @@ def test_the_old_format_and_a_missing_file_are_clear_errors(tmp_path):
     with pytest.raises(SuiteError, match="'pairs' is the old format"):
         load_plan(write(tmp_path, f'pairs = [({SEG[0]!r}, {SEG[1]!r})]\nseeds = [0]\n'))
     with pytest.raises(FileNotFoundError, match="suite file '.*nope.py' not found .*; presets: "
-                       'cb_at_finetune, full, smoke, zoo_check'):
+                       'arms_smoke, cb_at_finetune, full, smoke, zoo_check'):
         load_plan(str(tmp_path / 'nope.py'))
 
 

@@ -2,6 +2,7 @@
 the verdict across the matrix and the design figures against direct computations and a
 simulation, and a real suite's report with every section and real figures."""
 import dataclasses
+import json
 import struct
 from types import SimpleNamespace
 
@@ -20,13 +21,13 @@ def values(by_pair):
 
 
 def row(plain, cb, task='segmentation', protocol='two-stage', metric='mIoU', model='UPerNet',
-        pairs=True, costs=None):
+        pairs=True, costs=None, arm='+CB(mlp)'):
     """A table row as the verdict and the design read it (the gain from cb_transfer's own
     statistics)."""
     g = gain(plain, cb, units_are_pairs=pairs)
     fields = {k: v for k, v in vars(g).items() if k != 'components'}
     return SimpleNamespace(task=task, protocol=protocol, metric=metric, model=model,
-                           arch='deit_small_patch16_224', schedule='160k', cb_options='mlp',
+                           arch='deit_small_patch16_224', schedule='160k', arm=arm,
                            components=dataclasses.asdict(g.components), costs=costs or {},
                            **fields)
 
@@ -53,7 +54,7 @@ def test_the_gain_over_pairs_equals_a_hand_computation():
     between = 2 * np.var([1.5, 0.25], ddof=1)
     assert g.components.seeds == pytest.approx(within)
     assert g.components.pairs == pytest.approx((between - within) / 2)
-    assert g.plain_level == [40.5, 42.0] and g.cb_level == [42.0, 42.25]
+    assert g.plain_level == [40.5, 42.0] and g.treatment_level == [42.0, 42.25]
 
 
 def test_one_pair_gives_an_interval_over_seeds_labelled_conditional():
@@ -133,7 +134,7 @@ ROWS = [A, B, C, ONE_PAIR]
 
 def test_mean_gain_and_its_stratified_bootstrap_equal_scipy_on_the_pairs():
     by = {(v.family, v.task): v for v in verdicts(ROWS)}
-    seg = by[('about CB', 'segmentation')]
+    seg = by[('about the change', 'segmentation')]
     assert seg.rows == 2 and seg.mean_gain == pytest.approx(np.mean([A.delta, B.delta]))
 
     def mean_gain(a, b, axis=-1):
@@ -142,7 +143,7 @@ def test_mean_gain_and_its_stratified_bootstrap_equal_scipy_on_the_pairs():
                              n_resamples=10_000, vectorized=True, method='percentile',
                              rng=np.random.default_rng(0)).confidence_interval
     assert seg.gain_ci == pytest.approx((direct.low, direct.high))
-    overall = by[('about CB', 'all tasks')]
+    overall = by[('about the change', 'all tasks')]
     assert overall.rows == 3 and overall.gain_ci[0] < overall.mean_gain < overall.gain_ci[1]
     # the one-pair row is not part of the verdict about CB: a family of its own
     conditional = by[('conditional', 'segmentation')]
@@ -151,11 +152,24 @@ def test_mean_gain_and_its_stratified_bootstrap_equal_scipy_on_the_pairs():
 
 def test_probability_of_improvement_is_the_mean_mann_whitney_fraction_over_pairs():
     by = {(v.family, v.task): v for v in verdicts(ROWS)}
-    expected = np.mean([stats.mannwhitneyu(r.cb_level, r.plain_level).statistic / 9
+    expected = np.mean([stats.mannwhitneyu(r.treatment_level, r.plain_level).statistic / 9
                         for r in (A, B)])
-    assert by[('about CB', 'segmentation')].improvement == pytest.approx(expected)
+    assert by[('about the change', 'segmentation')].improvement == pytest.approx(expected)
     # by hand for the detection row's pair means: plain 3.05, 3.25; +CB 3.35, 3.4
-    assert by[('about CB', 'detection')].improvement == 1.0
+    assert by[('about the change', 'detection')].improvement == 1.0
+
+
+def test_each_arm_has_its_own_verdict_and_holm_family():
+    """Gains of different changes are never averaged, nor corrected together."""
+    reg = row(values({0: [42.1, 42.9], 1: [42.4, 42.0]}),
+              values({0: [40.6, 41.1], 1: [41.0, 40.2]}), arm='+reg4')
+    found = verdicts(ROWS + [reg])
+    assert {v.arm for v in found} == {'+CB(mlp)', '+reg4'}
+    (only,) = [v for v in found if v.arm == '+reg4']
+    assert only.rows == 1 and only.mean_gain == pytest.approx(reg.delta) and only.tested == 1
+    cb_segmentation = [v for v in found if v.arm == '+CB(mlp)' and v.task == 'segmentation'
+                       and v.family == 'about the change']
+    assert cb_segmentation[0].rows == 2   # A and B, not the register row
 
 
 def test_holm_flags_equal_a_hand_computation():
@@ -163,7 +177,7 @@ def test_holm_flags_equal_a_hand_computation():
     assert A.p_value == pytest.approx(stats.ttest_1samp(A.replicates, 0).pvalue)
     adjusted = holm([A.p_value, B.p_value, C.p_value])
     expected = [r.model for r, p in zip((A, B, C), adjusted) if p < 0.05]
-    surviving = [s.split(' ')[0] for v in verdicts(ROWS) if v.family == 'about CB'
+    surviving = [s.split(' ')[0] for v in verdicts(ROWS) if v.family == 'about the change'
                  and v.task != 'all tasks' for s in v.surviving]
     assert surviving == [m.split(' ')[0] for m in expected]
 
@@ -232,12 +246,16 @@ def test_the_suite_report_holds_every_section_and_real_figures(local_suite):
                     '## Design: where the noise is', '## Figures', '## Attention',
                     '## Software and machine'):
         assert section in report, section
-    assert '| two-stage | about CB | clean | segmentation | 1 (1 with intervals) |' in report
-    assert '| two-stage | about CB | clean | all tasks | 3 (3 with intervals) |' in report
+    verdict = '| two-stage | +CB(mlp) | about the change | clean |'
+    assert f'{verdict} segmentation | 1 (1 with intervals) |' in report
+    assert f'{verdict} all tasks | 3 (3 with intervals) |' in report
     assert 'cheapest design for +0.50' in report and 'mmpretrain 1.2.0' in report
     assert 'MMEngine' not in report and 'mmengine 0.10.7' in report  # collect_env's, renamed
     assert '![gains](gains.png) ([PDF](gains.pdf))' in report
-    for name, rows in (('gains', 4), ('curves', 3)):
+    # a row per gain (the clean rows and the two robustness rows), a panel per experiment
+    gains = sum(r['delta'] is not None for r in json.loads((work_dir / 'results.json').read_text()))
+    assert gains == 6
+    for name, rows in (('gains', gains), ('curves', 3)):
         width, height = png_size(work_dir / f'{name}.png')
         assert width == 7 * 200  # page width
         assert height == round((1.0 + 0.42 * rows if name == 'gains' else 2.1 * rows) * 200)

@@ -12,6 +12,7 @@ from cb_transfer.results import (build_table, collect_runs, gain, paired_gain, r
                                  summarize, unpaired_gain)
 from cb_transfer.results.cli import main as tabulate
 from cb_transfer.results.outputs import write_suite_outputs
+from cb_transfer.results.table import to_markdown
 from cb_transfer.run_dir import RunDir, RunRecord
 
 # ---------------------------------------------------------------- statistics against scipy
@@ -120,11 +121,11 @@ def test_runs_go_to_the_right_arms_with_the_right_numbers(sweep):
     assert problems == [] and len(runs) == 10
     rows = rows_by(build_table(runs))
     miou = rows[('segmentation', 'mIoU')]
-    assert (miou.plain_n, miou.cb_n) == (3, 3)
+    assert (miou.plain_n, miou.treatment_n) == (3, 3)
     plain = [seg[(False, s)] for s in range(3)]
     cb = [seg[(True, s)] for s in range(3)]
     assert miou.plain_mean == pytest.approx(np.mean(plain))
-    assert miou.cb_std == pytest.approx(np.std(cb, ddof=1))
+    assert miou.treatment_std == pytest.approx(np.std(cb, ddof=1))
     assert miou.delta == pytest.approx(np.mean(np.subtract(cb, plain)))
     ci = stats.ttest_rel(cb, plain).confidence_interval()
     assert (miou.ci_low, miou.ci_high) == pytest.approx((ci.low, ci.high))
@@ -134,7 +135,7 @@ def test_runs_go_to_the_right_arms_with_the_right_numbers(sweep):
     # mmdet logs fractions; the table is in percent
     assert box.plain_mean == pytest.approx(40.3)
     assert box.delta == pytest.approx(((41.0 - 40.1) + (40.9 - 40.5)) / 2)
-    assert box.cb_seeds == [0, 1]
+    assert box.treatment_seeds == [0, 1]
 
 
 def test_best_instead_of_last(sweep):
@@ -144,8 +145,8 @@ def test_best_instead_of_last(sweep):
     runs, _ = collect_runs([root])
     last = rows_by(build_table(runs))[('segmentation', 'mIoU')]
     best = rows_by(build_table(runs, best=True))[('segmentation', 'mIoU')]
-    assert last.cb_n == best.cb_n == 4
-    assert best.cb_mean - last.cb_mean == pytest.approx((50.0 - 30.0) / 4)
+    assert last.treatment_n == best.treatment_n == 4
+    assert best.treatment_mean - last.treatment_mean == pytest.approx((50.0 - 30.0) / 4)
     assert best.selection == 'best'
 
 
@@ -170,12 +171,39 @@ def test_bookkeeping_and_the_checkpoint_path_do_not_split_arms(tmp_path):
     assert row.delta == pytest.approx(1.0)
 
 
+def test_timm_changes_are_arms_and_a_factorial_gets_its_interaction_row(tmp_path):
+    reg = dict(timm_kwargs=dict(reg_tokens=4))
+    for seed, (plain, cb, registers, both) in enumerate([(40.0, 41.0, 42.0, 42.5),
+                                                         (41.0, 41.5, 43.0, 44.0)]):
+        write_run(tmp_path / f'plain{seed}', config(seed=seed), {1000: dict(mIoU=plain)})
+        write_run(tmp_path / f'cb{seed}', config(cb=True, seed=seed), {1000: dict(mIoU=cb)})
+        write_run(tmp_path / f'reg{seed}', config(seed=seed, **reg), {1000: dict(mIoU=registers)})
+        write_run(tmp_path / f'both{seed}', config(cb=True, seed=seed, **reg),
+                  {1000: dict(mIoU=both)})
+    rows = {r.arm: r for r in build_table(collect_runs([tmp_path])[0]).rows}
+    interaction = '+CB(mlp)+reg4 vs +CB(mlp) and +reg4 (interaction)'
+    assert sorted(rows) == sorted(['+CB(mlp)', '+reg4', '+CB(mlp)+reg4', interaction])
+    assert rows['+reg4'].delta == pytest.approx(np.mean([2.0, 2.0]))
+    # (AB - A) - (B - plain) per seed: (42.5 - 41) - (42 - 40) = -0.5; (44 - 41.5) - 2 = 0.5
+    assert rows[interaction].replicates == pytest.approx([-0.5, 0.5])
+    assert rows[interaction].contrast == 'interaction' and rows[interaction].delta == 0.0
+
+
+def test_without_a_plain_arm_the_control_is_the_arm_every_other_shares(tmp_path):
+    reg = dict(timm_kwargs=dict(reg_tokens=4))
+    write_run(tmp_path / 'reg', config(**reg), {1000: dict(mIoU=42.0)})
+    write_run(tmp_path / 'both', config(cb=True, **reg), {1000: dict(mIoU=42.5)})
+    (row,) = build_table(collect_runs([tmp_path])[0]).rows
+    assert (row.arm, row.control, row.delta) == ('+CB(mlp)+reg4', '+reg4', pytest.approx(0.5))
+    assert '| +CB(mlp)+reg4 vs +reg4 |' in to_markdown(build_table(collect_runs([tmp_path])[0]))
+
+
 def test_cb_variants_are_separate_rows_against_one_plain_arm(tmp_path):
     write_run(tmp_path / 'plain', config(), {1000: dict(mIoU=40.0)})
     write_run(tmp_path / 'mlp', config(cb=True), {1000: dict(mIoU=41.0)})
     write_run(tmp_path / 'attn', config(cb=True, cb_position='attn'), {1000: dict(mIoU=39.0)})
     rows = build_table(collect_runs([tmp_path])[0]).rows
-    assert {(r.cb_options, r.delta) for r in rows} == {('mlp', 1.0), ('attn', -1.0)}
+    assert {(r.arm, r.delta) for r in rows} == {('+CB(mlp)', 1.0), ('+CB(attn)', -1.0)}
 
 
 def test_a_resumed_run_is_one_run(tmp_path):
@@ -254,7 +282,7 @@ def test_a_recorded_run_names_the_weights_of_its_record_and_others_are_judged_by
     table = build_table(runs, problems)
     (row,) = table.rows
     assert row.plain_weights == 'epoch_12.pth (0123abcd)'
-    assert row.cb_weights == 'b.pth (no run record: hash unknown)'
+    assert row.treatment_weights == 'b.pth (no run record: hash unknown)'
     assert any(note.startswith('1 run without a run record, judged finished by their logs')
                and note.endswith('by_logs') for note in table.notes)
 
@@ -283,7 +311,7 @@ def test_a_missing_arm_shows_as_empty(tmp_path, capsys):
     assert tabulate([str(tmp_path), '--format', 'json']) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row['plain_n'] == 0 and row['plain_mean'] is None and row['delta'] is None
-    assert row['cb_mean'] == 41.0
+    assert row['treatment_mean'] == 41.0
 
 
 def test_exits_non_zero_only_when_nothing_is_tabulated(tmp_path, capsys):
@@ -296,7 +324,7 @@ def test_exits_non_zero_only_when_nothing_is_tabulated(tmp_path, capsys):
 # ---------------------------------------------------------------- outputs
 
 JSON_KEYS = {'task', 'dataset', 'model', 'arch', 'metric', 'plain_n', 'plain_mean', 'plain_std',
-             'cb_n', 'cb_mean', 'cb_std', 'delta', 'ci_low', 'ci_high'}
+             'treatment_n', 'treatment_mean', 'treatment_std', 'delta', 'ci_low', 'ci_high'}
 
 
 def test_outputs(sweep, capsys, tmp_path):

@@ -124,15 +124,15 @@ def test_the_suite_evaluated_both_arms_and_reports_them(local_suite):
         assert results[0]['metrics']['mIoU'] == pytest.approx(training.metrics['mIoU'])
         mean = np.mean([r['metrics']['mIoU'] for r in results[1:]])
         assert record.metrics['mIoU/corrupted (2x1 subset)'] == pytest.approx(mean)
-        arm = 'plain' if record.arm == 'plain' else 'cb'
-        assert [v for u, s, v in rows['mIoU/corrupted (2x1 subset)'][f'{arm}_values']
+        column = 'plain_values' if record.arm == 'plain' else 'treatment_values'
+        assert [v for u, s, v in rows['mIoU/corrupted (2x1 subset)'][column]
                 if u == record.pair] == pytest.approx([mean])
     relative = rows['mIoU/relative (2x1 subset)']
     assert relative['selection'] == 'final checkpoint' and relative['level'] == 'pairs'
     report = (work_dir / 'report.md').read_text()
     assert '## Robustness to common corruptions' in report
     assert 'a subset, so its means are labelled as such and never called mPC' in report
-    assert '| two-stage | about CB | robustness | segmentation |' in report
+    assert '| two-stage | +CB(mlp) | about the change | robustness | segmentation |' in report
     assert (work_dir / 'robustness.png').read_bytes()[:4] == b'\x89PNG'
     assert len(json.loads((work_dir / 'robustness.json').read_text())) == 4
 

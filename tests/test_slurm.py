@@ -240,11 +240,12 @@ def test_the_table_equals_the_table_of_the_same_suite_run_locally(scenario, loca
         ('classification', 'accuracy/top1'), ('segmentation', 'mIoU')}
     for row in slurm:  # seed 0 of the local suite's two
         other = local[(row['task'], row['metric'])]
-        for key in ('plain_values', 'cb_values'):
+        for key in ('plain_values', 'treatment_values'):
             assert row[key] == other[key][:1], (row['metric'], key)
-        for arm in ('plain', 'cb'):  # each arm's source is named (its hash: the file's bytes,
-            # which hold the run's own paths and times besides the same weights)
-            assert row[f'{arm}_weights'].split(' (')[0] == other[f'{arm}_weights'].split(' (')[0]
+        for column in ('plain_weights', 'treatment_weights'):  # each arm's source is named
+            # (its hash: the file's bytes, which hold the run's own paths and times besides the
+            # same weights)
+            assert row[column].split(' (')[0] == other[column].split(' (')[0]
     assert (scenario.work_dir / 'report.md').is_file()
 
 

@@ -55,7 +55,7 @@ def test_the_reduced_default_suite_runs_both_stages_with_two_pairs(local_suite):
         ('segmentation', 'mIoU/relative (2x1 subset)', 'two-stage'),
         ('detection', 'coco/bbox_mAP', 'two-stage'), ('detection', 'coco/segm_mAP', 'two-stage')]
     for row in table:  # the interval is over the two pairs
-        assert row['plain_n'] == row['cb_n'] == 2 and row['delta'] is not None
+        assert row['plain_n'] == row['treatment_n'] == 2 and row['delta'] is not None
         assert row['units'] == 2 and not row['conditional']
         assert row['level'] == 'pairs' and 'over 2 pretraining pairs' in row['method']
     assert (work_dir / 'results.md').read_text() in console
@@ -87,8 +87,8 @@ def test_each_fine_tuning_run_starts_from_its_own_pairs_checkpoint(local_suite):
         assert cfg.protocol == 'two-stage' and cfg.model.backbone.cb is (record.arm == 'cb')
         assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint)
     for row in rows(work_dir)[1:]:
-        for arm in ('plain', 'cb'):
-            assert row[f'{arm}_weights'] == ', '.join(sorted(
+        for arm, column in (('plain', 'plain_weights'), ('cb', 'treatment_weights')):
+            assert row[column] == ', '.join(sorted(
                 f'{Path(c).name} ({sha[:8]})' for (a, _), (c, sha) in upstream.items()
                 if a == arm))
     assert '| classification | pretraining |' in (work_dir / 'results.md').read_text()
@@ -112,14 +112,15 @@ def test_the_table_equals_the_numbers_computed_by_hand_from_the_logs(local_suite
         plain, cb = by_hand[(row['metric'], 'plain')], by_hand[(row['metric'], 'cb')]
         differences = [cb[pair] - plain[pair] for pair in sorted(plain)]
         assert row['plain_mean'] == pytest.approx(np.mean(list(plain.values())))
-        assert row['cb_std'] == pytest.approx(np.std(list(cb.values()), ddof=1))
+        assert row['treatment_std'] == pytest.approx(np.std(list(cb.values()), ddof=1))
         assert row['delta'] == pytest.approx(np.mean(differences))
         assert row['replicates'] == pytest.approx(differences)
         if np.ptp(differences) > 1e-9:
             ci = stats.ttest_1samp(differences, 0.0).confidence_interval()
             assert (row['ci_low'], row['ci_high']) == pytest.approx((ci.low, ci.high))
     report = (local_suite.work_dir / 'report.md').read_text()
-    assert '| two-stage | about CB | clean | all tasks | 3 (3 with intervals) |' in report
+    assert ('| two-stage | +CB(mlp) | about the change | clean | all tasks | '
+            '3 (3 with intervals) |') in report
     assert '## Design: where the noise is' in report and '| 2 x 1 |' in report
 
 
@@ -240,7 +241,7 @@ def assert_weights_are_the_records(work_dir: Path) -> None:
     of that file's real SHA-256 (or 'from scratch'); each two-stage arm its own upstream run."""
     records = {r.path: r.record for r in recorded_runs(work_dir)}
     for row in rows(work_dir):
-        for arm in ('plain', 'cb'):
+        for arm, column in (('plain', 'plain_weights'), ('cb', 'treatment_weights')):
             sources = set()
             for path, record in records.items():
                 if record.stage != 'downstream' or record.arm != arm or \
@@ -255,9 +256,9 @@ def assert_weights_are_the_records(work_dir: Path) -> None:
                 assert upstream.arm == arm and upstream.checkpoint == record.weights['path']
                 sources.add(f"{record.weights['file']} ({sha[:8]})")
             if row['task'] == 'segmentation':
-                assert row[f'{arm}_weights'] == ', '.join(sorted(sources)), (row, arm)
+                assert row[column] == ', '.join(sorted(sources)), (row, arm)
         if row['protocol'] == 'from-scratch':
-            assert row['plain_weights'] == row['cb_weights'] == 'from scratch'
+            assert row['plain_weights'] == row['treatment_weights'] == 'from scratch'
 
 
 def test_the_weights_column_is_the_record_of_every_run(local_suite):
@@ -293,7 +294,7 @@ def test_two_invocations_on_one_work_dir_share_the_runs_and_both_report_them(loc
         (work_dir / 'results.md').read_text() in out for out in outs[-1:])
     tables = [out.split('| task |', 1)[1].split('\n\n')[0] for out in outs]
     assert tables[0] == tables[1]
-    assert {(r['protocol'], r['plain_n'], r['cb_n']) for r in rows(work_dir)
+    assert {(r['protocol'], r['plain_n'], r['treatment_n']) for r in rows(work_dir)
             if r['task'] == 'segmentation'} == {('two-stage', 1, 1), ('from-scratch', 1, 1)}
     assert_weights_are_the_records(work_dir)
     assert not list(work_dir.rglob('claim.json'))  # every claim given up

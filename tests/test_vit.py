@@ -103,7 +103,8 @@ def test_cb_adds_no_parameters_and_scaled_adds_c_per_layer():
     plain = ViT(arch=ARCH)
     assert count(ViT(arch=ARCH, cb=True)) == count(plain)
     assert count(ViT(arch=ARCH, cb=True, cb_scaled=True)) == count(plain) + 12 * 192
-    assert count(ViT(arch=ARCH, cb=True, cb_scaled=True, cb_layers=[3, 4])) == count(plain) + 2 * 192
+    two = ViT(arch=ARCH, cb=True, cb_scaled=True, cb_layers=[3, 4])
+    assert count(two) == count(plain) + 2 * 192
 
 
 def test_with_cp_gives_the_same_outputs_and_gradients():
@@ -159,10 +160,176 @@ def test_bad_config_values_name_the_value_and_key(kwargs, message):
 
 
 def test_layer_depths():
-    model = ViT(arch=ARCH)
+    model = ViT(arch=ARCH, cb=True, cb_scaled=True)
     depth = lambda name: model.get_layer_depth(name, 'backbone.')  # noqa: E731
     assert depth('backbone.cls_token') == (0, 14)
     assert depth('backbone.patch_embed.proj.weight') == (0, 14)
     assert depth('backbone.blocks.0.attn.qkv.weight') == (1, 14)
     assert depth('backbone.blocks.11.cb.strength') == (12, 14)
     assert depth('decode_head.conv_seg.weight') == (13, 14)
+
+
+# ---- any timm change, alone and with CB ---------------------------------------------------------
+
+SMALL = dict(depth=4, img_size=64)
+SMALL_INDICES = (1, 3)
+CHANGES = {
+    'registers': dict(reg_tokens=4),
+    'LayerScale': dict(init_values=0.1),
+    'QK-norm': dict(qk_norm=True),
+    'no position embedding on prefix tokens': dict(no_embed_class=True, reg_tokens=2),
+    'pre-norm': dict(pre_norm=True),
+    'SwiGLU': dict(mlp_layer='SwiGLUPacked', act_layer='silu'),
+    'RMSNorm': dict(norm_layer='rmsnorm'),
+    'no class token': dict(class_token=False),
+}
+
+
+def small_timm(change):
+    """timm's own model with the change, classifier included (as its checkpoints are)."""
+    from cb_transfer.models.vit import check_timm_kwargs
+    torch.manual_seed(0)
+    pool = {} if change.get('class_token', True) else dict(global_pool='avg')
+    model = timm.create_model(ARCH, pretrained=False, dynamic_img_size=True, depth=4,
+                              img_size=64, **pool, **check_timm_kwargs(change, 'featmap')).eval()
+    with torch.no_grad():  # LayerScale and friends away from their initial values
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return model
+
+
+def timm_reference(vit, x, layers, indices):
+    """timm's block parts written out, CB after the MLP branch of ``layers``; prefix tokens
+    (class token, registers) dropped as the backbone drops them."""
+    grid = vit.patch_embed.dynamic_feat_size(x.shape[-2:])
+    x = vit.norm_pre(vit._pos_embed(vit.patch_embed(x)))
+    outs = []
+    for i, blk in enumerate(vit.blocks):
+        x = x + blk.ls1(blk.attn(blk.norm1(x)))
+        mlp = blk.ls2(blk.mlp(blk.norm2(x)))
+        x = x + (cb_reference(mlp) if i in layers else mlp)
+        if i in indices:
+            patches = x[:, vit.num_prefix_tokens:]
+            outs.append(patches.transpose(1, 2).reshape(x.shape[0], -1, *grid))
+    return outs
+
+
+@pytest.mark.parametrize('cb', [False, True], ids=['alone', 'with CB'])
+@pytest.mark.parametrize('name', list(CHANGES))
+def test_each_timm_change_loads_timm_weights_strictly_and_gives_timms_features(name, cb, tmp_path):
+    change = CHANGES[name]
+    reference = small_timm(change)
+    path = tmp_path / 'timm.pth'
+    torch.save(reference.state_dict(), path)
+    model = ViT(arch=ARCH, **SMALL, out_indices=SMALL_INDICES, timm_kwargs=change, cb=cb,
+                init_cfg=dict(type='Pretrained', checkpoint=str(path))).eval()
+    # timm's key names: the checkpoint's, less the classifier and the final norm
+    assert set(model.state_dict()) == set(backbone_state(reference))
+    model.init_weights()  # load_pretrained: strict, raises on anything missing
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ours = model(x)
+        if cb:
+            expected = timm_reference(reference, x, range(4), SMALL_INDICES)
+        else:
+            expected = reference.forward_intermediates(x, indices=list(SMALL_INDICES),
+                                                       intermediates_only=True)
+    for a, b in zip(ours, expected, strict=True):
+        assert a.shape == (2, 192, 4, 4)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_bare_load_state_dict_resizes_the_position_embedding_with_prefix_tokens():
+    """The pre-hook resizes on every load path; registers and no_embed_class keep their rows."""
+    change = dict(reg_tokens=2, no_embed_class=True)
+    reference = small_timm(change)
+    model = ViT(arch=ARCH, depth=4, img_size=96, out_indices=SMALL_INDICES, timm_kwargs=change)
+    model.load_state_dict(backbone_state(reference))
+    assert model.pos_embed.shape == (1, 6 * 6, 192)
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():  # timm resizes the same grid at run time: the same features
+        for a, b in zip(model.eval()(x), reference.forward_intermediates(
+                x, indices=list(SMALL_INDICES), intermediates_only=True)):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('change, dropped', [(dict(init_values=0.1), 'blocks.2.ls1.gamma'),
+                                             (dict(reg_tokens=4), 'reg_token')])
+def test_a_checkpoint_missing_a_tensor_of_the_change_is_refused_naming_it(change, dropped,
+                                                                          tmp_path):
+    state = small_timm(change).state_dict()
+    del state[dropped]
+    torch.save(state, tmp_path / 'partial.pth')
+    model = ViT(arch=ARCH, **SMALL, timm_kwargs=change,
+                init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'partial.pth')))
+    with pytest.raises(RuntimeError, match=rf'missing \(1\): {dropped}'):
+        model.init_weights()
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(timm_kwargs=dict(num_classes=10)), r'timm_kwargs.num_classes=10 is refused: it only '
+                                             r'sizes the classifier head'),
+    (dict(timm_kwargs=dict(global_pool='avg')), r"timm_kwargs.global_pool='avg' is refused"),
+    (dict(timm_kwargs=dict(fc_norm=True)), r'timm_kwargs.fc_norm=True is refused'),
+    (dict(timm_kwargs=dict(patch_drop_rate=0.5)), r'timm_kwargs.patch_drop_rate=0.5 is refused: '
+                                                  r'dropping patches'),
+    (dict(timm_kwargs=dict(class_token=False), out_type='cls_token'),
+     r"timm_kwargs.class_token=False is refused with out_type='cls_token'"),
+    (dict(timm_kwargs=dict(reg_token=4)), r"timm_kwargs.reg_token=4 is not an argument of timm's "
+                                          r'VisionTransformer; close: reg_tokens'),
+    (dict(timm_kwargs=dict(embed_dim=64)), r'timm_kwargs.embed_dim=64 is set by cb_transfer.ViT '
+                                           r'itself: give embed_dims= instead'),
+    (dict(timm_kwargs=dict(mlp_layer='NoSuchMlp')), r"timm_kwargs.mlp_layer='NoSuchMlp' is not a "
+                                                    r'class of timm.layers'),
+])
+def test_refused_timm_arguments_name_themselves(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ViT(arch=ARCH, **SMALL, **kwargs)
+
+
+def test_registers_are_dropped_from_the_class_token_output_too():
+    """out_type='cls_token' returns the class token, not a register."""
+    model = ViT(arch=ARCH, **SMALL, out_type='cls_token', timm_kwargs=dict(reg_tokens=4)).eval()
+    reference = timm.create_model(ARCH, pretrained=False, depth=4, img_size=64, reg_tokens=4,
+                                  num_classes=0, global_pool='token').eval()
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[0], reference(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('arch', ['deit3_small_patch16_224', 'vit_small_patch14_reg4_dinov2'])
+def test_deit3_and_dinov2_register_checkpoints_load_strictly_at_another_size(arch, tmp_path):
+    """A zoo-pair's published files: timm's layout at the arch's own size (DINOv2: 518, a 37x37
+    grid, registers without position rows), loaded at another size and giving timm's features
+    there."""
+    torch.manual_seed(0)
+    reference = timm.create_model(arch, pretrained=False, depth=2, dynamic_img_size=True).eval()
+    torch.save(reference.state_dict(), tmp_path / 'zoo.pth')
+    model = ViT(arch=arch, depth=2, img_size=224, out_indices=(0, 1),
+                init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'zoo.pth'))).eval()
+    model.init_weights()
+    patch = model.patch_embed.patch_size[0]
+    assert model.pos_embed.shape[1] == (224 // patch) ** 2 + (0 if model.no_embed_class else 1)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        for a, b in zip(model(x), reference.forward_intermediates(
+                x, indices=[0, 1], intermediates_only=True), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_feature_maps_are_contiguous_nchw_as_mmcvs_cpu_roi_align_needs():
+    """mmcv's CPU RoIAlign reads its input's memory as contiguous NCHW whatever the strides: a
+    channels-last map (what transposing the tokens gives, and what convolutions then keep) gives
+    wrong RoI features without a word. Every Mask R-CNN result depends on this."""
+    from mmcv.ops import roi_align
+    model = ViT(arch=ARCH, **SMALL, out_indices=SMALL_INDICES).train()
+    outs = model(torch.randn(2, 3, 64, 96))
+    assert all(o.is_contiguous() for o in outs)
+    # the trap itself, so that the assertion above keeps its reason
+    x = torch.randn(2, 8, 16, 16)
+    rois = torch.tensor([[0, 1., 1., 9., 9.], [1, 2., 3., 12., 14.]])
+    direct = roi_align(x, rois, (7, 7), 1.0, 2, 'avg', True)
+    strided = roi_align(x.contiguous(memory_format=torch.channels_last), rois, (7, 7), 1.0, 2,
+                        'avg', True)
+    assert not torch.allclose(direct, strided)

@@ -2,19 +2,22 @@
 
 The attention probabilities are read from timm's own ``Attention`` modules: while analysing, their
 fused path is switched off and a forward hook on ``attn_drop`` (the identity in eval mode) sees
-each softmax map (B, heads, N, N). The hook reduces the map at once to a few numbers per image and
-head, added to running sums, so that only one layer's map exists at a time (and a 1333x800 input,
-N = 4151 tokens, never holds all layers' maps). timm's ``Block.forward`` is not touched.
+each softmax map (B, heads, N, N). Attention variants whose map is not one softmax (timm's
+``DiffAttention``, ``attn_layer='diff'``: the difference of two) are refused. The hook reduces
+the map at once to a few numbers per image and head, added to running sums, so that only one
+layer's map exists at a time (and a 1333x800 input, N = 4151 tokens, never holds all layers'
+maps). timm's ``Block.forward`` is not touched.
 
-Per map (one image, one head; N tokens = the class token and the patches, P = N - 1 patches):
+Per map (one image, one head; N tokens = the model's prefix tokens, counted from the model
+(``num_prefix_tokens``: the class token, registers), then the patches):
 
 - ``entropy``: the paper's measure. The mean over all N queries of H(a_q) / log N, where a_q is the
-  query's attention over all N keys (class token included) and log N the entropy of uniform
+  query's attention over all N keys (prefix tokens included) and log N the entropy of uniform
   attention over them: 1 is uniform, 0 attends to a single token.
 - ``gap``: the mean over queries of log N - H(a_q), in nats: how far from uniform.
 - ``distance``: mean attention distance in pixels, as in the ViT paper's figure: for each patch
   query, the distance between its patch centre and each patch key's centre, weighted by the
-  attention renormalised over the patch keys (the class token left out as query and as key),
+  attention renormalised over the patch keys (prefix tokens left out as queries and as keys),
   averaged over the patch queries.
 - ``nmi``: how much attention depends on the query: with queries equally likely, the key
   distribution is the mean of the rows, m = mean_q a_q, and the mutual information between query
@@ -43,12 +46,15 @@ def patch_distances(grid: Tuple[int, int], patch: Tuple[int, int]) -> torch.Tens
     return torch.cdist(centres, centres)
 
 
-def map_statistics(attn: torch.Tensor, distances: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """The statistics of attention maps with a class token first.
+def map_statistics(attn: torch.Tensor, distances: torch.Tensor,
+                   prefix: int = 1) -> Dict[str, torch.Tensor]:
+    """The statistics of attention maps whose first ``prefix`` tokens are not patches.
 
     Args:
-        attn: (B, N, N) attention probabilities (rows sum to 1), token 0 the class token.
-        distances: (N - 1, N - 1) pixel distances between patch centres.
+        attn: (B, N, N) attention probabilities (rows sum to 1), tokens 0..prefix-1 the prefix
+            tokens (class token, registers).
+        distances: (N - prefix, N - prefix) pixel distances between patch centres.
+        prefix: How many prefix tokens come before the patches.
 
     Returns:
         {statistic: (B,)} as the module docstring defines them.
@@ -63,7 +69,7 @@ def map_statistics(attn: torch.Tensor, distances: torch.Tensor) -> Dict[str, tor
     nmi = torch.where(marginal_entropy > 1e-12,
                       information / marginal_entropy.clamp_min(1e-12),
                       torch.zeros_like(information))
-    patches = attn[:, 1:, 1:]
+    patches = attn[:, prefix:, prefix:]
     mass = patches.sum(-1).clamp_min(1e-300)
     distance = ((patches * distances).sum(-1) / mass).mean(-1)
     return dict(entropy=row_entropy.mean(-1) / log_n, gap=log_n - row_entropy.mean(-1),
@@ -93,10 +99,17 @@ class RunningStatistics:
 
 
 def _attention_modules(model: nn.Module) -> List[nn.Module]:
+    """The blocks' attention modules: timm's ``Attention``, whose map is one softmax."""
+    from timm.models.vision_transformer import Attention
     blocks = getattr(model, 'blocks', None)
     if blocks is None:
         raise TypeError(f'{type(model).__name__} has no transformer blocks (model.blocks) to '
                         'analyse; give a cb_transfer.ViT or a timm VisionTransformer')
+    for block in blocks:
+        if not isinstance(block.attn, Attention):
+            raise TypeError(f'{type(block.attn).__name__} attention is not one softmax map per '
+                            "head (timm's Attention); its statistics would not mean what they "
+                            "say (e.g. attn_layer='diff' subtracts two maps)")
     return [block.attn for block in blocks]
 
 
@@ -116,6 +129,7 @@ class AttentionRecorder:
         self.model = model
         self.attentions = _attention_modules(model)
         self.patch = tuple(model.patch_embed.patch_size)
+        self.prefix = int(getattr(model, 'num_prefix_tokens', 1))  # class token, registers
         self.stats = RunningStatistics(len(self.attentions), self.attentions[0].num_heads)
         self._grid = None
         self._distances = {}
@@ -128,11 +142,13 @@ class AttentionRecorder:
     def _hook(self, layer: int):
         def reduce(module, args, output):
             distances = self._distances_for(self._grid)
-            if output.shape[-1] != distances.shape[0] + 1:
-                raise RuntimeError(f'attention over {output.shape[-1]} tokens, expected the class '
-                                   f'token and {distances.shape[0]} patches')
+            if output.shape[-1] != distances.shape[0] + self.prefix:
+                raise RuntimeError(f'attention over {output.shape[-1]} tokens, expected '
+                                   f'{self.prefix} prefix tokens and {distances.shape[0]} '
+                                   'patches')
             for head in range(output.shape[1]):  # one head at a time bounds the temporaries
-                self.stats.add(layer, head, map_statistics(output[:, head], distances))
+                self.stats.add(layer, head,
+                               map_statistics(output[:, head], distances, self.prefix))
         return reduce
 
     @contextlib.contextmanager

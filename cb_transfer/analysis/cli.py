@@ -1,5 +1,5 @@
 """``tools/analyze_attention.py`` / ``cb-attention``: attention statistics of checkpoints or of a
-suite's runs, plain against +CB."""
+suite's runs, each arm beside its control."""
 import argparse
 import sys
 from pathlib import Path
@@ -14,7 +14,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         description="Measure how dense a ViT's attention is (the CB paper's normalised entropy, "
         'mean attention distance, query dependence) for every layer and head of checkpoints: '
         'timm/DeiT files, upstream classifiers, downstream mmseg/mmdet models, or the runs of '
-        'work dirs (paired into plain and +CB arms as the result tables pair them).')
+        'work dirs (grouped into arms as the result tables group them).')
     parser.add_argument('inputs', nargs='+', help='checkpoint files and/or work dirs')
     parser.add_argument('--images', help='a folder of images (default: the validation split of '
                         "each run's own config)")

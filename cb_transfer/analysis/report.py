@@ -1,22 +1,24 @@
 """Run the attention analysis over subjects, and write what it found: JSON (per checkpoint, layer
-and head), a Markdown summary (per row and layer, plain against +CB) and figures."""
+and head), a Markdown summary (per row and layer, each arm beside the control) and figures."""
 import json
 import math
 import statistics
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..results.plot import save_figure
+from ..experiment import arm_order
+from ..results.plot import arm_styles, save_figure
 from .attention import STATISTICS, AttentionRecorder
 from .sources import (Subject, build_backbone, dataset_images, default_size, group, image_files,
                       load_images, normalisation)
 
 DEFINITIONS = {
     'entropy': 'the paper\'s measure: mean over all queries of H(attention row) / log N, N the '
-               'number of keys (class token and patches); 1 is uniform attention',
+               'number of keys (prefix tokens: class token, registers; and patches); 1 is '
+               'uniform attention',
     'gap': 'mean over queries of log N - H(attention row), in nats: the distance from uniform',
     'distance': 'mean attention distance in pixels between patch centres, patch queries and '
-                'keys only (the class token left out, each row renormalised over the patches)',
+                'keys only (prefix tokens left out, each row renormalised over the patches)',
     'nmi': 'I(query; key) / H(key), with queries equally likely: 0 when every query attends '
            'alike (as CB\'s uniform attention does), 1 when each query picks its own key',
 }
@@ -60,7 +62,8 @@ def analyse(subjects: Sequence[Subject], images: Optional[str] = None, max_image
             task=subject.task, arm=subject.arm, cb=subject.cb, seed=subject.seed,
             pair=subject.pair,
             arch=subject.backbone.get('arch'), images=recorder.stats.images, size=list(shape),
-            tokens=recorder.grid[0] * recorder.grid[1] + 1,
+            tokens=recorder.grid[0] * recorder.grid[1] + recorder.prefix,
+            prefix_tokens=recorder.prefix,
             uniform_distance=recorder.uniform_distance(),
             layers=[{name: means[name][layer] for name in STATISTICS}
                     for layer in range(recorder.stats.num_layers)]))
@@ -108,9 +111,14 @@ def _per_pair(entries: List[dict], name: str, layer: int) -> List[float]:
     return [statistics.fmean(values) for values in by_pair.values()]
 
 
+def _arms(entries: List[dict]) -> List[str]:
+    """The arms of a row's checkpoints, the control (plain) first."""
+    return sorted({e['arm'] for e in entries}, key=arm_order)
+
+
 def summary_markdown(results: dict) -> str:
-    """Per row and layer: each statistic for plain and +CB, the mean over heads, averaged over
-    each pretraining pair's seeds, then mean ± sample std over pairs."""
+    """Per row and layer: each statistic for each arm (the control first), the mean over heads,
+    averaged over each pretraining pair's seeds, then mean ± sample std over pairs."""
     entries = results['checkpoints']
     lines = ['Attention statistics, per layer (mean over heads and over each pretraining pair\'s '
              'fine-tuning seeds; mean ± std over pairs, or over checkpoints where they belong to '
@@ -118,18 +126,20 @@ def summary_markdown(results: dict) -> str:
     lines += [f'- **{k}**: {v}' for k, v in results['definitions'].items()]
     for experiment in _experiments(entries):
         rows = [e for e in entries if e['experiment'] == experiment]
-        arms = {arm: [e for e in rows if e['arm'] == arm] for arm in ('plain', '+CB')}
+        arms = {arm: [e for e in rows if e['arm'] == arm] for arm in _arms(rows)}
         sample = rows[0]
+        tokens = ', '.join(f'{arm} {e["tokens"]}' for arm, e in
+                           ((arm, runs[0]) for arm, runs in arms.items()))
+        head = [f'{name} {arm}' for name in ('entropy', 'distance (px)', 'NMI') for arm in arms]
         lines += ['', f'**{experiment}**: {sample["images"]} images at '
-                  f'{sample["size"][0]}x{sample["size"][1]} ({sample["tokens"]} tokens; uniform '
+                  f'{sample["size"][0]}x{sample["size"][1]} (tokens: {tokens}; uniform '
                   f'attention: entropy 1, distance {sample["uniform_distance"]:.1f} px, NMI 0); '
-                  f'plain: {_count(arms["plain"])}; +CB: {_count(arms["+CB"])}', '',
-                  '| layer | entropy plain | entropy +CB | distance plain (px) | '
-                  'distance +CB (px) | NMI plain | NMI +CB |', '|---|---|---|---|---|---|---|']
+                  + '; '.join(f'{arm}: {_count(runs)}' for arm, runs in arms.items()), '',
+                  '| layer | ' + ' | '.join(head) + ' |', '|---' * (len(head) + 1) + '|']
         for layer in range(len(sample['layers'])):
             cells = []
             for name, digits in (('entropy', 3), ('distance', 1), ('nmi', 3)):
-                for arm in ('plain', '+CB'):
+                for arm in arms:
                     cells.append(_cell(_per_pair(arms[arm], name, layer), digits))
             lines.append(f'| {layer} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
@@ -137,7 +147,7 @@ def summary_markdown(results: dict) -> str:
 
 def plot(results: dict, path: Path) -> List[Path]:
     """One row of panels per experiment: normalised entropy, distance and NMI by layer, every
-    head of every checkpoint a point (plain and +CB side by side), the uniform value a line.
+    head of every checkpoint a point (the arms side by side), the uniform value a line.
     Written as PNG and PDF."""
     import matplotlib
     matplotlib.use('Agg')
@@ -149,17 +159,19 @@ def plot(results: dict, path: Path) -> List[Path]:
               ('nmi', 'query dependence (NMI)', lambda e: 0.0))
     fig, axes = plt.subplots(len(experiments), 3, figsize=(10, 2.9 * len(experiments)),
                              squeeze=False)
-    styles = {'plain': dict(color='tab:gray', marker='o', offset=-0.15),
-              '+CB': dict(color='tab:red', marker='^', offset=0.15)}
     for row, experiment in enumerate(experiments):
         rows = [e for e in entries if e['experiment'] == experiment]
+        arms = _arms(rows)
+        styles = arm_styles(arms)
+        offsets = dict(zip(arms, [0.0] if len(arms) == 1 else
+                           [-0.2 + 0.4 * i / (len(arms) - 1) for i in range(len(arms))]))
         for col, (name, label, uniform) in enumerate(panels):
             ax = axes[row][col]
             for arm, style in styles.items():
                 xs, ys = [], []
                 for entry in (e for e in rows if e['arm'] == arm):
                     for layer, values in enumerate(entry['layers']):
-                        xs += [layer + style['offset']] * len(values[name])
+                        xs += [layer + offsets[arm]] * len(values[name])
                         ys += values[name]
                 if xs:
                     ax.scatter(xs, ys, s=14, alpha=0.7, color=style['color'],

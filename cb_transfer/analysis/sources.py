@@ -5,7 +5,7 @@ A checkpoint is any file :func:`cb_transfer.models.load_pretrained` reads: a tim
 upstream classifier (mmpretrain), a downstream mmseg or mmdet model. Where the checkpoint carries
 its config (mmengine writes it into ``meta``), the backbone is built from that config; a bare
 timm/DeiT file needs the architecture (``arch``, inferred for DeiT-Ti/-S/-B). A suite's work dirs
-give every finished run's last checkpoint, paired into plain and +CB arms as the tables pair them.
+give every finished run's last checkpoint, grouped into arms as the tables group them.
 """
 import math
 from types import SimpleNamespace
@@ -47,7 +47,9 @@ class Subject:
 
     @property
     def arm(self) -> str:
-        return '+CB' if self.cb else 'plain'
+        """What the arm changes, as the tables name it ('plain', '+CB(mlp)', '+reg4', ...)."""
+        from ..experiment import arm_label, arm_options
+        return arm_label(arm_options(dict(model=dict(backbone=self.backbone))))
 
 
 class NotAViT(ValueError):
@@ -114,7 +116,7 @@ def subject_from_checkpoint(path: str, arch: Optional[str] = None,
 
 def _experiment_label(info: dict) -> str:
     from ..results.format import row_label
-    return f"{info['task']}: " + row_label(SimpleNamespace(**{**info, 'cb_options': '-'}), metric=False,
+    return f"{info['task']}: " + row_label(SimpleNamespace(**{**info, 'arm': ''}), metric=False,
                                               protocol=True)
 
 
@@ -210,7 +212,7 @@ def load_images(files: Sequence[str], size: Tuple[int, int],
 
 @dataclass
 class Group:
-    """The subjects of one row: plain and +CB arms over seeds."""
+    """The subjects of one row: its arms over pairs and seeds."""
     experiment: str
     subjects: List[Subject] = field(default_factory=list)
 

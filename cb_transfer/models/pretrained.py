@@ -122,7 +122,8 @@ def convert_to_vit(state: Dict[str, torch.Tensor],
         (state dict, names dropped, notes on what was resized).
     """
     dropped = [k for k in state if k.startswith(CLASSIFIER_PREFIXES)]
-    if getattr(model, 'norm', None) is None:  # final_norm=False: the backbone has no final norm
+    own = model.state_dict()
+    if not any(k.startswith('norm.') for k in own):  # final_norm=False: no final norm here
         dropped += [k for k in state if k.startswith('norm.')]
     state = {k: v for k, v in state.items() if k not in dropped}
     if 'dist_token' in state:

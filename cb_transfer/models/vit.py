@@ -1,20 +1,28 @@
-"""The backbone ``cb_transfer.ViT``: timm's Vision Transformer, optionally with Context Broadcasting.
+"""The backbone ``cb_transfer.ViT``: timm's Vision Transformer plus a set of changes, CB one
+of them.
 
-The plain arm (``cb=False``) is timm's model, block for block: the modules are timm's own, taken
-from ``timm.create_model(arch)``, and the parameter names are timm's (``blocks.0.attn.qkv.weight``),
-so timm and DeiT checkpoints load with their own key names. ``cb=True`` attaches a
-:class:`ContextBroadcasting` to the chosen blocks and applies it, through a forward hook, to the
-output of one of the block's parts; timm's ``Block.forward`` is untouched.
+An arm is timm's ``VisionTransformer`` built by ``timm.create_model(arch, **timm_kwargs)`` (any
+constructor argument that keeps a dense backbone: registers, LayerScale, QK-norm, no position
+embedding on prefix tokens, other norm and MLP layers, ...) and, with ``cb=True``, Context
+Broadcasting on the chosen blocks. The backbone *is* that model: it adopts the timm model's
+modules, parameters and attributes under timm's names (so timm, DeiT, DeiT III and DINOv2
+checkpoints load strictly), takes its dense features from timm's ``forward_intermediates``
+(prefix tokens, registers included, dropped; any input size; activation checkpointing through
+``set_grad_checkpointing``) and its layer depths and no-decay set from timm's ``group_matcher`` and
+``no_weight_decay``. CB attaches a :class:`ContextBroadcasting` to a block and applies it, through a
+forward hook, to the output of one of the block's parts; timm's ``Block.forward`` is untouched.
 """
 import difflib
-from typing import Optional, Sequence, Tuple, Union
+import inspect
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import timm
+import timm.layers
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from timm.layers import resample_abs_pos_embed
+from timm.models import group_parameters
 from timm.models.vision_transformer import VisionTransformer
 
 from ..registry import MODELS
@@ -31,7 +39,21 @@ CB_POSITIONS = {'mlp': 'ls2', 'attn': 'ls1', 'block': None}
 # as a (B, C, H/p, W/p) map (segmentation, detection), 'cls_token' the class token, (B, C)
 # (classification: with the final norm, timm's pre-logits).
 OUT_TYPES = ('featmap', 'cls_token')
-SUPPORTED_TIMM_MODULES = ('timm.models.vision_transformer', 'timm.models.deit')
+# timm constructor arguments that cb_transfer.ViT sets itself (from its own keys), and those that
+# would make it something else than a dense backbone, with why
+OWN_KEYS = {'img_size': 'img_size', 'patch_size': 'patch_size', 'embed_dim': 'embed_dims',
+            'depth': 'depth', 'num_heads': 'num_heads', 'mlp_ratio': 'mlp_ratio',
+            'drop_path_rate': 'drop_path_rate', 'dynamic_img_size': None,
+            'final_norm': 'final_norm'}
+REFUSED = {
+    'num_classes': 'only sizes the classifier head, which a backbone does not have',
+    'global_pool': 'only pools for the classifier head, which a backbone does not have',
+    'fc_norm': 'only normalises the pooled features of the classifier head',
+    'pool_include_prefix': 'only concerns the classifier head\'s pooling',
+    'drop_rate': 'is the classifier head\'s dropout',
+}
+# constructor arguments timm takes as classes, here given by name (looked up in timm.layers)
+CLASS_KEYS = ('mlp_layer', 'embed_layer', 'block_fn')
 
 
 def _config_error(key: str, value, expected: str) -> ValueError:
@@ -52,41 +74,73 @@ def _normalise_indices(key: str, indices: Union[int, Sequence[int]], depth: int)
     return tuple(sorted(set(out)))
 
 
+def check_timm_kwargs(timm_kwargs: Dict, out_type: str) -> Dict:
+    """Validate ``timm_kwargs`` against timm's ``VisionTransformer`` constructor; refuse what
+    would not keep a dense backbone, naming the key and why; resolve class names."""
+    known = set(inspect.signature(VisionTransformer.__init__).parameters) - {'self'}
+    resolved = dict(timm_kwargs)
+    for key, value in timm_kwargs.items():
+        where = f'timm_kwargs.{key}'
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=3)
+            raise _config_error(where, value, 'is not an argument of timm\'s VisionTransformer'
+                                + (f'; close: {", ".join(close)}' if close else ''))
+        if key in OWN_KEYS:
+            own = OWN_KEYS[key]
+            raise _config_error(where, value, 'is set by cb_transfer.ViT itself' + (
+                f': give {own}= instead' if own else ' (position embeddings follow the input)'))
+        if key in REFUSED:
+            raise _config_error(where, value, f'is refused: it {REFUSED[key]}')
+        if key == 'patch_drop_rate' and value:
+            raise _config_error(where, value, 'is refused: dropping patches leaves no dense map '
+                                'of features to return')
+        if key == 'class_token' and not value and out_type == 'cls_token':
+            raise _config_error(where, value, "is refused with out_type='cls_token': there is "
+                                'no class token to return')
+        if key in CLASS_KEYS and isinstance(value, str):
+            found = getattr(timm.layers, value, None)
+            if not callable(found):  # a class, or a partial of one (SwiGLUPacked)
+                raise _config_error(where, value, 'is not a class of timm.layers')
+            resolved[key] = found
+    return resolved
+
+
 def _create_timm_vit(arch: str, **kwargs) -> VisionTransformer:
     if not timm.is_model(arch):
-        close = difflib.get_close_matches(arch, timm.list_models(['vit_*', 'deit_*']), n=5)
+        close = difflib.get_close_matches(arch, timm.list_models(['vit_*', 'deit*']), n=5)
         raise _config_error('arch', arch, 'is not a timm architecture name' + (
             f'; close matches: {", ".join(close)}' if close else
-            "; see timm.list_models('deit_*') and timm.list_models('vit_*')"))
-    # Only the original ViT/DeiT layout: one class token whose position embedding is shared
-    # with the patches. DeiT's distilled archs: use the plain arch, the loader drops the
-    # distillation token from the checkpoint.
-    unsupported = _config_error('arch', arch, 'is not supported: it must be a timm '
-                                'VisionTransformer with one class token, no register tokens and an '
-                                "absolute position embedding (e.g. 'deit_small_patch16_224', "
-                                "'vit_base_patch16_224')")
-    if timm.models.model_entrypoint(arch).__module__ not in SUPPORTED_TIMM_MODULES:
-        raise unsupported
+            "; see timm.list_models('deit*') and timm.list_models('vit_*')"))
+    unsupported = _config_error('arch', arch, "is not supported: it must build timm's "
+                                'VisionTransformer itself (e.g. deit_small_patch16_224, '
+                                'deit3_small_patch16_224, vit_small_patch14_reg4_dinov2); '
+                                "DeiT's distilled archs: use the plain arch, the loader drops the "
+                                'distillation token')
     try:
         vit = timm.create_model(arch, pretrained=False, num_classes=0, global_pool='', **kwargs)
-    except (AssertionError, TypeError) as err:  # a ViT variant that cannot be a bare backbone
+    except (AssertionError, TypeError) as err:  # a variant that cannot be a bare backbone
         raise unsupported from err
-    if (type(vit) is not VisionTransformer or vit.cls_token is None or vit.reg_token is not None
-            or vit.no_embed_class or vit.num_prefix_tokens != 1 or vit.pos_embed is None):
+    if type(vit) is not VisionTransformer:
         raise unsupported
     return vit
 
 
 @MODELS.register_module()
-class ViT(BaseModule):
-    """timm's Vision Transformer as an mmseg/mmdet backbone, with optional Context Broadcasting.
+class ViT(VisionTransformer, BaseModule):
+    """timm's Vision Transformer as an mmpretrain/mmseg/mmdet backbone, plus a set of changes.
 
     Args:
-        arch: A timm ViT/DeiT architecture name, e.g. ``'deit_small_patch16_224'``.
+        arch: A timm architecture that builds ``VisionTransformer``, e.g.
+            ``'deit_small_patch16_224'``.
         img_size: The training input size; the position embedding is made (and pretrained
-            weights resized) for this grid, and resized again at run time for any other input.
+            weights resized, on every load path) for this grid, and resized again at run time
+            for any other input.
         patch_size, embed_dims, depth, num_heads, mlp_ratio: Override the arch's sizes.
-        cb: Add Context Broadcasting: the one key in which the plain and +CB arms differ.
+        timm_kwargs: Any other ``VisionTransformer`` constructor argument that keeps a dense
+            backbone (``reg_tokens``, ``init_values``, ``qk_norm``, ``no_embed_class``,
+            ``pre_norm``, ``norm_layer``, ``mlp_layer`` by name, ...); see
+            :func:`check_timm_kwargs` for what is refused.
+        cb: Add Context Broadcasting.
         cb_position: ``'mlp'`` (default), ``'attn'`` or ``'block'``: see ``CB_POSITIONS``.
         cb_scaled: Use the scaled variant (a learned per-channel strength per CB layer).
         cb_layers: Block indices that get CB; None for all.
@@ -94,9 +148,9 @@ class ViT(BaseModule):
         out_type: ``'featmap'`` (default): each output is the block's patch tokens as a
             (B, C, H/p, W/p) map; ``'cls_token'``: its class token, (B, C), as mmpretrain's
             ``VisionTransformer`` returns it for ``VisionTransformerClsHead``.
-        final_norm: Apply the final norm to the output of the last block (when it is returned).
-            By default on for ``'cls_token'`` (the final-normed class token is timm's
-            pre-logits) and off for ``'featmap'``.
+        final_norm: Apply the final norm to the output of the last block (when it is
+            returned). By default on for ``'cls_token'`` (the final-normed class token is timm's
+            pre-logits) and off for ``'featmap'``, where the backbone then has no final norm.
         drop_path_rate: Stochastic depth rate, rising linearly over the blocks as in timm.
         with_cp: Activation checkpointing of each block while training (less memory, more time).
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads weights through
@@ -115,6 +169,7 @@ class ViT(BaseModule):
                  depth: Optional[int] = None,
                  num_heads: Optional[int] = None,
                  mlp_ratio: Optional[float] = None,
+                 timm_kwargs: Optional[Dict] = None,
                  cb: bool = False,
                  cb_position: str = 'mlp',
                  cb_scaled: bool = False,
@@ -125,7 +180,7 @@ class ViT(BaseModule):
                  drop_path_rate: float = 0.0,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+        BaseModule.__init__(self, init_cfg=init_cfg)
         if cb_position not in CB_POSITIONS:
             raise _config_error('cb_position', cb_position,
                                 f'is not one of {", ".join(map(repr, CB_POSITIONS))}')
@@ -139,30 +194,25 @@ class ViT(BaseModule):
         overrides = {k: v for k, v in overrides.items() if v is not None}
         size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         vit = _create_timm_vit(arch, img_size=size, drop_path_rate=drop_path_rate,
-                               dynamic_img_size=True, **overrides)
+                               dynamic_img_size=True, **overrides,
+                               **check_timm_kwargs(dict(timm_kwargs or {}), out_type))
         patch = vit.patch_embed.patch_size
         if any(s % p for s, p in zip(size, patch)):
             raise _config_error('img_size', img_size, f'does not divide by the patch size {patch}')
+        # the backbone is timm's model: its modules, parameters and attributes, under its names
+        self.__dict__.update(vit.__dict__)
+        if not final_norm:  # no final norm among the weights (nor in checkpoints)
+            self.norm = nn.Identity()
 
         self.arch = arch
-        self.embed_dims = vit.embed_dim
-        self.num_layers = len(vit.blocks)
-        # timm's modules, under timm's names
-        self.patch_embed = vit.patch_embed
-        self.cls_token = vit.cls_token
-        self.pos_embed = vit.pos_embed
-        self.pos_drop = vit.pos_drop
-        self.norm_pre = vit.norm_pre
-        self.blocks = vit.blocks
-        self.norm = vit.norm if final_norm else None
-        # read by timm's checkpoint_filter_fn when it resamples a pretrained position embedding
-        self.num_prefix_tokens = vit.num_prefix_tokens
-        self.no_embed_class = vit.no_embed_class
-
+        self.timm_kwargs = dict(timm_kwargs or {})
+        self.embed_dims = self.embed_dim
+        self.num_layers = len(self.blocks)
         self.out_indices = _normalise_indices('out_indices', out_indices, self.num_layers)
         self.out_type = out_type
         self.final_norm = final_norm
         self.with_cp = with_cp
+        self.set_grad_checkpointing(with_cp)
         self.cb = cb
         self.cb_position = cb_position
         self.cb_scaled = cb_scaled
@@ -171,6 +221,7 @@ class ViT(BaseModule):
         if cb:
             for i in self.cb_layers:
                 self._add_context_broadcasting(self.blocks[i])
+        self._register_load_state_dict_pre_hook(self._resize_pos_embed)
 
     def _add_context_broadcasting(self, block: nn.Module) -> None:
         block.cb = ContextBroadcasting(self.embed_dims, scaled=self.cb_scaled)
@@ -178,60 +229,58 @@ class ViT(BaseModule):
         target = block if part is None else getattr(block, part)
         target.register_forward_hook(block.cb.output_hook)
 
+    def _resize_pos_embed(self, state_dict: dict, prefix: str, *args) -> None:
+        """Every load path (a bare ``load_state_dict``, mmengine's ``load_from`` and resume,
+        :func:`load_pretrained`) resizes a position embedding of another grid to this one."""
+        key = prefix + 'pos_embed'
+        if key not in state_dict or self.pos_embed is None:
+            return
+        if state_dict[key].shape != self.pos_embed.shape:
+            state_dict[key] = resample_abs_pos_embed(
+                state_dict[key], new_size=self.patch_embed.grid_size,
+                num_prefix_tokens=0 if self.no_embed_class else self.num_prefix_tokens)
+
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """The outputs of the ``out_indices`` blocks, as ``out_type`` says."""
-        batch = x.shape[0]
-        x = self.patch_embed(x)  # (B, h, w, C): timm's dynamic-size patch embedding
-        grid = x.shape[1:3]
-        x = torch.cat([self.cls_token.expand(batch, -1, -1), x.flatten(1, 2)], dim=1)
-        x = self.pos_drop(x + self._pos_embed_for(grid))
-        x = self.norm_pre(x)
+        """The outputs of the ``out_indices`` blocks, as ``out_type`` says; the last block's
+        through the final norm where ``final_norm`` (mmseg's convention: timm's ``norm=True``
+        would normalise every block's)."""
+        indices = list(self.out_indices)
+        if self.out_type == 'featmap':
+            outs = self.forward_intermediates(x, indices=indices, output_fmt='NCHW',
+                                              intermediates_only=True)
+            return tuple(self._final(i, out.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+                         if self._normed(i) else out for i, out in zip(indices, outs))
+        outs = self.forward_intermediates(x, indices=indices, return_prefix_tokens=True,
+                                          output_fmt='NLC', intermediates_only=True)
+        return tuple(self._final(i, prefix[:, 0]) for i, (_, prefix) in zip(indices, outs))
 
-        outs = []
-        for i, block in enumerate(self.blocks):
-            if self.with_cp and self.training and x.requires_grad:
-                x = cp.checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-            if i in self.out_indices:
-                out = self.norm(x) if self.norm is not None and i == self.num_layers - 1 else x
-                if self.out_type == 'cls_token':
-                    outs.append(out[:, 0])
-                else:
-                    outs.append(out[:, self.num_prefix_tokens:].transpose(1, 2).reshape(
-                        batch, self.embed_dims, *grid))
-        return tuple(outs)
+    def _normed(self, index: int) -> bool:
+        return self.final_norm and index == self.num_layers - 1
 
-    def _pos_embed_for(self, grid: Tuple[int, int]) -> torch.Tensor:
-        """The position embedding for a (h, w) patch grid, resized with timm's resampling."""
-        if tuple(grid) == tuple(self.patch_embed.grid_size):
-            return self.pos_embed
-        return resample_abs_pos_embed(self.pos_embed, new_size=grid,
-                                      old_size=self.patch_embed.grid_size,
-                                      num_prefix_tokens=self.num_prefix_tokens)
+    def _final(self, index: int, tokens: torch.Tensor) -> torch.Tensor:
+        """The final norm over the channels (last dim) of the last block's output."""
+        return self.norm(tokens) if self._normed(index) else tokens
 
     def init_weights(self) -> None:
         """Load ``init_cfg``'s pretrained checkpoint strictly; other init configs as mmengine does.
 
         mmengine's own ``Pretrained`` init loads with ``strict=False`` and only warns: a checkpoint
         whose keys all miss loads as nothing. We load through :func:`load_pretrained` instead.
+        (timm's own ``init_weights`` ran when timm built the model.)
         """
         if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
             load_pretrained(self, self.init_cfg['checkpoint'], prefix=self.init_cfg.get('prefix'))
             self._is_init = True
         else:
-            super().init_weights()
-
-    def no_weight_decay(self) -> set:
-        """Parameter names that take no weight decay (besides norms and biases)."""
-        return {'pos_embed', 'cls_token'}
+            BaseModule.init_weights(self)
 
     def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
-        """The depth of a parameter for layer-wise lr decay, and the number of depths.
-
-        Depth 0 is the embedding (patch embedding, class token, position embedding), block i is
-        depth i + 1, and everything after the blocks (final norm, and whatever is not in this
-        backbone: necks, heads) is the last depth, ``num_layers + 1``.
+        """The depth of a parameter for layer-wise lr decay, and the number of depths, from
+        timm's ``group_matcher``: depth 0 is the stem (patch embedding, class and register
+        tokens, position embedding, pre-norm), block i is depth i + 1, the final norm (where
+        there is one) shares the last block's depth (timm's grouping, as its own layer decay
+        uses it), and what is not in this backbone (necks, heads) is at the last depth,
+        ``num_layers + 1``, which takes the base learning rate.
 
         Args:
             param_name: The parameter's name, e.g. ``'backbone.blocks.3.mlp.fc1.weight'``.
@@ -241,11 +290,10 @@ class ViT(BaseModule):
             (layer_depth, num_depths) with ``num_depths = num_layers + 2``.
         """
         num_depths = self.num_layers + 2
+        if not hasattr(self, '_layer_depths'):
+            groups = group_parameters(self, self.group_matcher(coarse=False))
+            self._layer_depths = {name: min(depth, num_depths - 1)
+                                  for depth, names in groups.items() for name in names}
         if not param_name.startswith(prefix):
             return num_depths - 1, num_depths
-        name = param_name[len(prefix):]
-        if name in ('cls_token', 'pos_embed') or name.startswith('patch_embed.'):
-            return 0, num_depths
-        if name.startswith('blocks.'):
-            return int(name.split('.')[1]) + 1, num_depths
-        return num_depths - 1, num_depths
+        return self._layer_depths.get(param_name[len(prefix):], num_depths - 1), num_depths

@@ -43,7 +43,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f'note: {note}', file=sys.stderr)
     if args.plot:
         plot_table(table, args.plot, curves=args.curves)
-    tabulated = any(r.plain_mean is not None or r.cb_mean is not None for r in table.rows)
+    tabulated = any(r.plain_mean is not None or r.treatment_mean is not None for r in table.rows)
     if not tabulated:
         print(f'nothing could be tabulated from {", ".join(args.dirs)} '
               f'({len(runs)} runs found)', file=sys.stderr)

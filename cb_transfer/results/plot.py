@@ -6,6 +6,7 @@ each arm has its own colour, marker and line style and a translucent band (mean 
 where there are two or more), so that neither arm can hide the other.
 """
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
@@ -20,8 +21,18 @@ from .table import Table  # noqa: E402
 
 WIDTH_INCHES, DPI = 7.0, 200
 FONT = 8
-ARMS = {'plain': dict(color='tab:gray', marker='o', linestyle='--'),
-        '+CB': dict(color='tab:red', marker='^', linestyle='-')}
+# the control's style, then the treatments' in turn
+STYLES = (dict(color='tab:gray', marker='o', linestyle='--'),
+          dict(color='tab:red', marker='^', linestyle='-'),
+          dict(color='tab:blue', marker='s', linestyle='-.'),
+          dict(color='tab:green', marker='D', linestyle=':'),
+          dict(color='tab:purple', marker='v', linestyle='-'))
+
+
+def arm_styles(labels: Sequence[str]) -> Dict[str, dict]:
+    """A colour, marker and line style per arm, the first (the control) grey and dashed."""
+    return {label: STYLES[0] if i == 0 else STYLES[1 + (i - 1) % (len(STYLES) - 1)]
+            for i, label in enumerate(labels)}
 FORMATS = ('.png', '.pdf')
 
 
@@ -60,18 +71,19 @@ def plot_gains(table: Table, path: str) -> List[Path]:
         if row.replicates:
             offsets = np.linspace(-0.18, 0.18, len(row.replicates))
             ax.scatter(row.replicates, y + offsets, s=10, color='black', alpha=0.7, zorder=4,
-                       label='one replicate (+CB minus plain)' if y == 0 else None)
+                       label='one replicate (arm minus control)' if y == 0 else None)
     ax.axvline(0, color='black', linewidth=0.8)
-    ax.set_yticks(range(len(rows)), [row_label(r, protocol=True, separator='\n') for r in rows], fontsize=FONT)
+    ax.set_yticks(range(len(rows)), [row_label(r, protocol=True, separator='\n') for r in rows],
+                  fontsize=FONT)
     ax.set_ylim(-0.7, max(len(rows), 1) - 0.3)
     ax.invert_yaxis()
     ax.tick_params(axis='x', labelsize=FONT)
-    ax.set_xlabel('gain of +CB over plain (metric points): mean, 95% interval (orange: '
-                  'conditional on one pretraining run per arm), each pair or seed',
+    ax.set_xlabel('gain of the arm over its control (metric points): mean, 95% interval '
+                  '(orange: conditional on one pretraining run per arm), each pair or seed',
                   fontsize=FONT)
     if rows and rows[0].replicates:
         ax.legend(fontsize=FONT - 1, loc='best')
-    ax.set_title('Context Broadcasting: gains' if rows else 'no row with both arms',
+    ax.set_title('Gains over the control' if rows else 'no row with both arms',
                  fontsize=FONT + 1)
     return save_figure(fig, path)
 
@@ -89,11 +101,13 @@ def _mean_band(curves: Sequence[Dict[int, float]]) -> Tuple[list, list, list]:
 
 
 def _draw(ax, curves_by_arm: Dict[str, list], ylabel: str, xlabel: str) -> None:
+    """Each arm's curves (the control first) as mean ± std."""
+    styles = arm_styles(list(curves_by_arm))
     for arm, curves in curves_by_arm.items():
         steps, means, stds = _mean_band([c for c in curves if c])
         if not steps:
             continue
-        style = ARMS[arm]
+        style = styles[arm]
         ax.plot(steps, means, color=style['color'], linestyle=style['linestyle'],
                 marker=style['marker'], markersize=3 if len(steps) > 12 else 4, linewidth=1.2,
                 label=f'{arm} (mean of {len([c for c in curves if c])})')
@@ -104,23 +118,35 @@ def _draw(ax, curves_by_arm: Dict[str, list], ylabel: str, xlabel: str) -> None:
     ax.tick_params(labelsize=FONT)
 
 
+def _experiments(table: Table) -> List[Tuple[object, Dict[str, list], List[str]]]:
+    """Per experiment: its first row, each arm's runs by label (the control first) and the
+    metrics of its rows (interaction rows left out: their runs are the arms' own)."""
+    found: Dict[int, list] = {}
+    for row, (control, treated) in zip(table.rows, table.arms):
+        if row.contrast or not (control or treated):
+            continue
+        entry = found.setdefault(id(control or treated), [row, {}, []])
+        for runs in (control, treated):
+            if runs:
+                entry[1].setdefault(runs[0].arm, runs)
+        if row.metric not in entry[2]:
+            entry[2].append(row.metric)
+    return [tuple(entry) for entry in found.values()]
+
+
 def plot_curves(table: Table, path: str) -> List[Path]:
     """Per experiment (one row of panels): the training loss and each tabulated metric over
-    training, both arms as mean ± std over seeds. Written as ``path`` in PNG and PDF."""
-    experiments: Dict[int, list] = {}
-    for row, (plain, cb) in zip(table.rows, table.arms):
-        if plain or cb:
-            experiments.setdefault(id(plain or cb), [row, plain, cb, []])[3].append(row.metric)
-    columns = 1 + max((len(e[3]) for e in experiments.values()), default=1)
+    training, each arm as mean ± std over seeds. Written as ``path`` in PNG and PDF."""
+    experiments = _experiments(table)
+    columns = 1 + max((len(metrics) for *_, metrics in experiments), default=1)
     fig, axes = plt.subplots(max(len(experiments), 1), columns,
                              figsize=(WIDTH_INCHES, 2.1 * max(len(experiments), 1)),
                              squeeze=False)
-    for line, (row, plain, cb, metrics) in zip(axes, experiments.values()):
-        arms = {'plain': plain, '+CB': cb}
+    for line, (row, arms, metrics) in zip(axes, experiments):
         _draw(line[0], {a: [r.losses for r in runs] for a, runs in arms.items()},
               'training loss', 'iteration')
-        line[0].set_title(row_label(row, metric=False, protocol=True), fontsize=FONT,
-                          loc='left')
+        line[0].set_title(row_label(replace(row, arm=''), metric=False, protocol=True),
+                          fontsize=FONT, loc='left')
         for ax, metric in zip(line[1:], metrics):
             _draw(ax, {a: [{s: m[metric] for s, m in r.evaluations.items() if metric in m}
                            for r in runs] for a, runs in arms.items()},
@@ -160,27 +186,28 @@ def plot_robustness(table: Table, path: str) -> List[Path]:
     from ..robustness.corruptions import FAMILIES, HELD_OUT
     families = dict(FAMILIES, **{'held out': HELD_OUT})
     lines = []
-    for row, (plain, cb) in zip(table.rows, table.arms):
-        evaluated = [r for r in plain + cb if r.corruption_results]
-        if not evaluated or any(row.metric in r.robustness for r in evaluated):
-            continue  # a clean metric's row only, once
+    for row, arms, metrics in _experiments(table):
+        evaluated = [r for runs in arms.values() for r in runs if r.corruption_results]
+        if not evaluated:
+            continue
         present = {r['corruption'] for run in evaluated for r in run.corruption_results}
         shown = [f for f, names in families.items() if present & set(names)]
-        if shown:
-            lines.append((row, plain, cb, shown))
+        for metric in metrics:
+            if shown and not any(metric in r.robustness for r in evaluated):  # clean metrics
+                lines.append((row, metric, arms, shown))
     if not lines:
         return []
     columns = max(len(shown) for *_, shown in lines)
     fig, axes = plt.subplots(len(lines), columns, squeeze=False,
                              figsize=(WIDTH_INCHES, 2.0 * len(lines)))
-    for line, (row, plain, cb, shown) in zip(axes, lines):
+    for line, (row, metric, arms, shown) in zip(axes, lines):
         scale = 100.0 if row.task == 'detection' else 1.0   # mmdet logs fractions
         for ax, name in zip(line, shown):
-            _draw(ax, {arm: [_family_curve(r.corruption_results, row.metric, families[name],
-                                           scale) for r in runs]
-                       for arm, runs in (('plain', plain), ('+CB', cb))},
-                  f'{row.metric}', 'severity (0: clean)')
-            ax.set_title(f'{row_label(row, metric=False)}: {name}', fontsize=FONT - 1,
+            _draw(ax, {arm: [_family_curve(r.corruption_results, metric, families[name], scale)
+                             for r in runs] for arm, runs in arms.items()},
+                  metric, 'severity (0: clean)')
+            ax.set_title(f'{row_label(replace(row, arm=""), metric=False)}: {name}',
+                         fontsize=FONT - 1,
                          loc='left')
         for ax in line[len(shown):]:
             ax.axis('off')

@@ -55,52 +55,55 @@ def _weights_section(table: Table) -> List[str]:
         lines.append(f'- **{protocol}**: {PROTOCOLS.get(protocol, "as the configs declare it")}')
     lines += ['', 'Where each arm\'s backbone started (file and the first 8 hex digits of its '
               'SHA-256, as the run\'s log recorded it when loading, or "from scratch"):', '',
-              '| row | protocol | plain arm | +CB arm |', '|---|---|---|---|']
+              '| row | protocol | control | arm |', '|---|---|---|---|']
     seen = set()
     for row in table.rows:
-        key = (row.task, row.model, row.arch, row.schedule, row.protocol, row.cb_options)
+        key = (row.task, row.model, row.arch, row.schedule, row.protocol, row.arm)
         if key in seen:
             continue
         seen.add(key)
         label = row_label(row, metric=False)
         lines.append(f'| {label} | {row.protocol} | {row.plain_weights or "-"} | '
-                     f'{row.cb_weights or "-"} |')
+                     f'{row.treatment_weights or "-"} |')
     return lines
 
 
 def _verdict_section(table: Table) -> List[str]:
     lines = ['## Verdict across the matrix', '',
-             'Per protocol and task, over the rows with both arms, each row at the level of its '
-             'design: the unit is the pretraining pair (the plain and the +CB model pretrained '
-             'with one seed; each row\'s gain is the mean over pairs of the mean paired '
+             'Per protocol, arm and task, over the rows with both arms (never two arms in one '
+             'verdict), each row at the level of its design: the unit is the pretraining pair '
+             '(the control and the arm pretrained with one seed; each row\'s gain is the mean '
+             'over pairs of the mean paired '
              'difference over fine-tuning seeds), or, for runs from scratch, the seed. Rows with '
              'one pretraining run per arm are a family of their own, **conditional**: their '
              'intervals cover fine-tuning noise only, given those checkpoints, and they are not '
-             'a verdict about CB. Columns: the mean gain over rows (+CB minus plain, in metric '
+             'a verdict about the change. Columns: the mean gain over rows (the arm minus its '
+             'control, in metric '
              'points) with a stratified bootstrap interval (scipy.stats.bootstrap, each row\'s '
              f'replicates resampled within the row, percentile, {BOOTSTRAP_RESAMPLES:,} '
              'resamples, fixed seed; rows with fewer than two replicates count in the mean but '
-             'not in the interval); the probability that +CB beats plain for a random row and '
+             'not in the interval); the probability that the arm beats its control for a random '
+             'row and '
              'replicate (Mann-Whitney over the arms\' replicate means, ties a half; the same '
              f'bootstrap); and the rows whose gain stays significant at {ALPHA:.0%} after a Holm '
              'correction over the family (t over the replicates; adjusted p-value in brackets).',
              'Robustness rows (mPC, rPC, or a labelled subset) are a family of their own.',
-             '', '| protocol | family | metrics | task | rows | mean gain (95% CI) | '
-             'P(+CB > plain) (95% CI) | significant after Holm |',
-             '|---|---|---|---|---|---|---|---|']
+             '', '| protocol | arm | family | metrics | task | rows | mean gain (95% CI) | '
+             'P(arm > control) (95% CI) | significant after Holm |',
+             '|---|---|---|---|---|---|---|---|---|']
     found = verdicts(table.rows)
     for v in found:
         surviving = '; '.join(v.surviving) or f'none of {v.tested}'
-        kind = ('conditional: these checkpoints, not CB' if v.family == CONDITIONAL
-                else 'about CB')
-        lines.append(f'| {v.protocol} | {kind} | {v.measure} | {v.task} | {v.rows} '
+        kind = ('conditional: these checkpoints, not the change' if v.family == CONDITIONAL
+                else v.family)
+        lines.append(f'| {v.protocol} | {v.arm} | {kind} | {v.measure} | {v.task} | {v.rows} '
                      f'({v.bootstrapped} with '
                      f'intervals) | {num(v.mean_gain, sign=True)} '
                      f'{interval(v.gain_ci, sign=True, missing=NO_INTERVAL)} | '
                      f'{num(v.improvement)} {interval(v.improvement_ci, missing=NO_INTERVAL)} | '
                      f'{surviving} |')
     if not found:
-        lines.append('| - | - | - | - | 0 | no row has both arms | - | - |')
+        lines.append('| - | - | - | - | - | 0 | no row has both arms | - | - |')
     return lines
 
 
@@ -154,7 +157,7 @@ def design_lines(rows: Sequence, target_gain: Optional[float], pairs: Optional[i
 
 def _design_section(table: Table, target_gain: Optional[float]) -> List[str]:
     return ['## Design: where the noise is, and what detecting a gain costs', '',
-            'Per row, the variance of the paired difference (+CB minus plain) between '
+            'Per row, the variance of the paired difference (the arm minus its control) between '
             'pretraining pairs and between fine-tuning seeds within a pair (one-way '
             'random-effects estimates, shown as standard deviations in metric points); the '
             f'smallest gain its design detects with {POWER:.0%} power in a two-sided t-test at '

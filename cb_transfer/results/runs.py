@@ -32,7 +32,8 @@ class Run:
     arch: str
     schedule: str
     cb: bool
-    cb_options: str
+    arm: str                  # what the arm changes ('plain', '+CB(mlp)', '+reg4', ...)
+    arm_options: dict
     seed: Optional[int]
     checkpoint: Optional[str]  # the pretrained file the config names, if any
     protocol: str

@@ -95,7 +95,7 @@ class Gain:
         units: The replicates the interval is over (pairs, or seeds).
         seeds_per_unit: Fine-tuning seeds per pair (the fewest, where they differ).
         replicates: The paired differences at the interval's level (per pair, or per seed).
-        plain_level, cb_level: Each arm's values at that level (means over a pair's seeds).
+        plain_level, treatment_level: Each arm's values at that level (means over a pair's seeds).
     """
     delta: Optional[float]
     ci_low: Optional[float]
@@ -108,7 +108,7 @@ class Gain:
     p_value: Optional[float] = None
     replicates: List[float] = field(default_factory=list)
     plain_level: List[float] = field(default_factory=list)
-    cb_level: List[float] = field(default_factory=list)
+    treatment_level: List[float] = field(default_factory=list)
     components: Components = field(default_factory=Components)
 
 
@@ -121,7 +121,7 @@ def paired_gain(plain: Dict[int, float], cb: Dict[int, float], confidence: float
     summary = summarize(diffs)
     gain = Gain(summary.mean, None, None, f'paired, n={summary.n}: too few for an interval',
                 level='', units=summary.n, replicates=diffs,
-                plain_level=[plain[s] for s in seeds], cb_level=[cb[s] for s in seeds])
+                plain_level=[plain[s] for s in seeds], treatment_level=[cb[s] for s in seeds])
     if summary.n < 2:
         return gain
     gain.level, gain.method = 'seeds', f'paired t over seeds {seeds}'
@@ -142,7 +142,7 @@ def unpaired_gain(plain: Sequence[float], cb: Sequence[float],
     if p.n == 0 or c.n == 0:
         return Gain(None, None, None, 'an arm has no runs')
     gain = Gain(c.mean - p.mean, None, None, f'unpaired, n={p.n}/{c.n}: too few for an interval',
-                plain_level=list(plain), cb_level=list(cb))
+                plain_level=list(plain), treatment_level=list(cb))
     if p.n < 2 or c.n < 2:
         return gain
     gain.level, gain.method = 'unpaired', f'Welch t, n={p.n}/{c.n}'
@@ -214,7 +214,8 @@ def gain(plain: Values, cb: Values, units_are_pairs: bool = True,
     result = Gain(float(d.mean()), None, None, '', level='pairs' if units_are_pairs else 'seeds',
                   units=len(units), seeds_per_unit=seeds[0], replicates=d.tolist(),
                   plain_level=[float(np.mean(arms[u][0])) for u in units],
-                  cb_level=[float(np.mean(arms[u][1])) for u in units], components=components)
+                  treatment_level=[float(np.mean(arms[u][1])) for u in units],
+                  components=components)
     result.method = (f'paired t over {len(units)} pretraining pairs ({per_unit})'
                      if units_are_pairs else f'paired t over seeds {units}')
     if _constant(d):

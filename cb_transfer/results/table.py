@@ -1,4 +1,4 @@
-"""Pair plain and +CB arms, compute their statistics, and write the table and the plot."""
+"""Pair each treatment arm with its control, compute their statistics, and write the table."""
 import csv
 import io
 import json
@@ -10,7 +10,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..robustness.metrics import is_robustness
-from .format import arch_name, num
+from ..experiment import CONTROL, arm_order
+from .format import arch_name, arm_text, num
 from .runs import Run
 from .stats import gain, summarize
 
@@ -34,14 +35,16 @@ REFERENCES = {
 
 # What each protocol compares (cb_transfer.suite.plan): never two of them in one row.
 PROTOCOLS = {
-    'pretraining': 'ImageNet pretraining of both arms from scratch with one recipe',
-    'two-stage': 'each arm fine-tuned from its own ImageNet checkpoint, both pretrained with one '
+    'pretraining': 'ImageNet pretraining of every arm from scratch with one recipe',
+    'two-stage': 'each arm fine-tuned from its own ImageNet checkpoint, all pretrained with one '
                  'recipe (the paper\'s protocol)',
-    'cb-at-finetune': 'both arms fine-tuned from the same plain checkpoint, CB switched on at '
-                      'fine-tuning',
+    'zoo-pair': 'each arm fine-tuned from its own published checkpoint, the checkpoints of one '
+                'recipe (not pretrained here)',
+    'cb-at-finetune': 'every arm fine-tuned from the same plain checkpoint, the change switched '
+                      'on at fine-tuning',
     'zoo-check': 'a plain arm from a public checkpoint, to check the recipe against the model zoo '
                  '(not a CB comparison)',
-    'from-scratch': 'both arms fine-tuned without pretraining',
+    'from-scratch': 'every arm fine-tuned without pretraining',
 }
 PROTOCOLS_TEXT = '; '.join(f'{k}: {v}' for k, v in PROTOCOLS.items()) + '.'
 
@@ -53,15 +56,15 @@ class Row:
     model: str
     arch: str
     schedule: str
-    cb_options: str
+    arm: str
     metric: str
     selection: str
     plain_n: int
     plain_mean: Optional[float]
     plain_std: Optional[float]
-    cb_n: int
-    cb_mean: Optional[float]
-    cb_std: Optional[float]
+    treatment_n: int
+    treatment_mean: Optional[float]
+    treatment_std: Optional[float]
     delta: Optional[float]
     ci_low: Optional[float]
     ci_high: Optional[float]
@@ -69,11 +72,11 @@ class Row:
     reference: Optional[float]
     protocol: str = ''
     plain_weights: str = ''     # where each arm's backbone started: file (sha256[:8]) or scratch
-    cb_weights: str = ''
+    treatment_weights: str = ''
     plain_seeds: List = field(default_factory=list)
-    cb_seeds: List = field(default_factory=list)
+    treatment_seeds: List = field(default_factory=list)
     plain_values: List = field(default_factory=list)   # (unit, seed, value) of each run
-    cb_values: List = field(default_factory=list)
+    treatment_values: List = field(default_factory=list)
     # the gain at the level of the design (cb_transfer.results.stats.Gain)
     level: str = ''
     units: int = 0
@@ -82,21 +85,27 @@ class Row:
     p_value: Optional[float] = None
     replicates: List = field(default_factory=list)
     plain_level: List = field(default_factory=list)
-    cb_level: List = field(default_factory=list)
+    treatment_level: List = field(default_factory=list)
     components: Dict = field(default_factory=dict)
     costs: Dict = field(default_factory=dict)    # device-seconds: 'pair', 'seed'; 'device'
+    contrast: str = ''         # 'interaction' for a 2x2 factorial's interaction row
+    control: str = CONTROL     # the arm the treatment is compared with (plain_*: its runs)
 
 
 @dataclass
 class Table:
     rows: List[Row]
     notes: List[str]
-    arms: List[Tuple[List[Run], List[Run]]]   # the (plain, +CB) runs behind each row
+    arms: List[Tuple[List[Run], List[Run]]]   # the (control, treatment) runs behind each row
 
 
 def build_table(runs: Sequence[Run], problems: Sequence[str] = (),
                 metrics: Optional[Sequence[str]] = None, best: bool = False) -> Table:
-    """One row per (experiment, CB variant, metric): the plain arm against the +CB arm."""
+    """One row per (experiment, treatment arm, metric): the control against the arm
+    (``+CB(mlp)``, ``+reg4``, ...); and, where an experiment's arms make a 2x2 factorial with the
+    control (two changes and both together), a row of the interaction contrast. The control is
+    ``plain`` (no change); an experiment without one is compared with its arm of fewest changes
+    whose changes every other arm shares (the rows then say ``ARM vs CONTROL``)."""
     notes = list(problems)
     for run in runs:
         if not run.finished:
@@ -109,24 +118,31 @@ def build_table(runs: Sequence[Run], problems: Sequence[str] = (),
     experiments: Dict[str, Dict[str, List[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         if run.finished:
-            experiments[run.experiment]['' if not run.cb else run.cb_options].append(run)
+            experiments[run.experiment][run.arm].append(run)
 
     by_name = {run.name: run for run in runs if run.name}
     entries = []
     for arms in experiments.values():
-        plain = arms.get('', [])
-        variants = sorted(k for k in arms if k) or ['']
-        for variant in variants:
-            cb = arms[variant] if variant else []
-            sample = (plain or cb)[0]
-            for metric in metrics or _logged_defaults(sample.task, plain + cb):
-                row = _row(sample, variant, metric, plain, cb, best, notes)
-                row.costs = _costs(plain + cb, by_name)
-                entries.append((row, (plain, cb)))
-            notes.extend(_protocol_notes(sample, plain, cb))
+        control = _control(arms)
+        plain = arms.get(control, [])
+        treatments = sorted(k for k in arms if k != control) or ['']
+        for treatment in treatments:
+            treated = arms[treatment] if treatment else []
+            sample = (plain or treated)[0]
+            for metric in metrics or _logged_defaults(sample.task, plain + treated):
+                row = _row(sample, treatment, metric, plain, treated, best, notes)
+                row.control = control if plain and treatment else ''
+                row.costs = _costs(plain, treated, by_name)
+                entries.append((row, (plain, treated)))
+            notes.extend(_protocol_notes(sample, plain + treated))
+        for factors in _factorials(arms, control):
+            sample = plain[0]
+            for metric in metrics or _logged_defaults(sample.task, plain):
+                row = _interaction_row(sample, metric, control, factors, arms, best, notes)
+                entries.append((row, (plain, arms[factors[2]])))
     entries.sort(key=lambda e: (TASK_ORDER.get(e[0].task, 9), e[0].task, e[0].protocol,
                                 e[0].dataset, e[0].model, e[0].arch, e[0].schedule, e[0].metric,
-                                e[0].cb_options))
+                                e[0].contrast, arm_order(e[0].arm)))
     return Table([row for row, _ in entries], notes, [arms for _, arms in entries])
 
 
@@ -147,24 +163,29 @@ def _sources(arm: List[Run]) -> str:
     return ', '.join(sorted({r.weights_source for r in arm}))
 
 
-def _protocol_notes(sample: Run, plain: List[Run], cb: List[Run]) -> List[str]:
-    """What a row's weights say against the protocol it declares."""
-    if sample.protocol != 'two-stage' or not plain or not cb:
+def _protocol_notes(sample: Run, runs: List[Run]) -> List[str]:
+    """What a row's weights say against the protocol it declares: in the two-stage protocol
+    each arm starts from its own checkpoint, pretrained with CB exactly where the arm has it."""
+    arms = {r.arm for r in runs}
+    if sample.protocol != 'two-stage' or len(arms) < 2:
         return []
     where = f'{sample.model} {sample.arch} {sample.schedule} ({sample.protocol})'
     notes = []
-    shared = ({r.weights['sha256'] for r in plain if r.weights}
-              & {r.weights['sha256'] for r in cb if r.weights})
+    owners = defaultdict(set)
+    for r in runs:
+        if r.weights:
+            owners[r.weights['sha256']].add(r.arm)
+    shared = sorted(h[:8] for h, owner in owners.items() if len(owner) > 1)
     if shared:
-        notes.append(f'{where}: both arms started from the same weights (sha256 '
-                     f'{", ".join(sorted(h[:8] for h in shared))}): that is CB switched on at '
-                     'fine-tuning, not the two-stage protocol')
-    for arm, runs, expected in (('plain', plain, False), ('+CB', cb, True)):
-        wrong = [r for r in runs if r.weights and r.weights.get('pretrained_with_cb')
-                 not in (None, expected)]
+        notes.append(f'{where}: arms started from the same weights (sha256 '
+                     f'{", ".join(shared)}): that is the change switched on at fine-tuning, not '
+                     'the two-stage protocol')
+    for arm in sorted(arms):
+        wrong = [r for r in runs if r.arm == arm and r.weights
+                 and r.weights.get('pretrained_with_cb') not in (None, r.cb)]
         if wrong:
             notes.append(f'{where}: the {arm} arm started from weights pretrained with '
-                         f'cb={not expected} ({_sources(wrong)})')
+                         f'cb={not wrong[0].cb} ({_sources(wrong)})')
     return notes
 
 
@@ -181,7 +202,7 @@ def _values(arm: List[Run], metric: str, best: bool, notes: List[str]):
     return out
 
 
-def _costs(runs: List[Run], by_name: Dict[str, Run]) -> dict:
+def _costs(control: List[Run], treated: List[Run], by_name: Dict[str, Run]) -> dict:
     """What a row's design costs (device-seconds): ``pair``, one more pretraining pair (the
     distinct upstream runs a pair's fine-tuning runs started from; for pretraining rows and rows
     from scratch, the row's own runs of one unit); ``seed``, one more fine-tuning seed of a pair
@@ -190,8 +211,8 @@ def _costs(runs: List[Run], by_name: Dict[str, Run]) -> dict:
         costs = [r.cost for r in arm_runs if r.cost is not None]
         return float(np.mean(costs)) if costs else None
 
-    arms = [[r for r in runs if not r.cb], [r for r in runs if r.cb]]
-    per_arm = [mean_cost(arm) for arm in arms]
+    runs = control + treated
+    per_arm = [mean_cost(control), mean_cost(treated)]
     if None in per_arm:
         return {}
     device = 'cuda' if any(r.device == 'cuda' for r in runs) else 'cpu'
@@ -206,32 +227,96 @@ def _costs(runs: List[Run], by_name: Dict[str, Run]) -> dict:
                 device=device)
 
 
-def _row(sample: Run, variant: str, metric: str, plain: List[Run], cb: List[Run], best: bool,
+def _control(arms: Dict[str, List[Run]]) -> str:
+    """The arm an experiment's treatments are compared with: ``plain`` where there is one, else
+    the arm of fewest changes whose changes every arm shares (the first, if none does). A lone
+    arm with changes is a treatment whose control is missing."""
+    if CONTROL in arms or len(arms) == 1:
+        return CONTROL
+    options = {label: set(_flat(runs[0].arm_options).items()) for label, runs in arms.items()}
+    shared = [label for label in arms if all(options[label] <= o for o in options.values())]
+    return min(shared or list(arms), key=lambda label: (len(options[label]), label))
+
+
+def _factorials(arms: Dict[str, List[Run]], control: str) -> List[Tuple[str, str, str]]:
+    """(A, B, AB) for each pair of treatments whose changes over the control, together, are a
+    third arm's: a 2x2 factorial with the control."""
+    if control not in arms:
+        return []
+    base = set(_flat(arms[control][0].arm_options).items())
+    options = {label: set(_flat(runs[0].arm_options).items()) - base
+               for label, runs in arms.items()}
+    found = []
+    treatments = sorted(label for label in arms if label != control)
+    for i, a in enumerate(treatments):
+        for b in treatments[i + 1:]:
+            if {k for k, _ in options[a]} & {k for k, _ in options[b]}:
+                continue
+            both = options[a] | options[b]
+            for ab in treatments:
+                if ab not in (a, b) and options[ab] == both:
+                    found.append((a, b, ab))
+    return found
+
+
+def _flat(options: dict) -> dict:
+    """Arm options as (key, value) items, timm_kwargs one by one (comparable, hashable)."""
+    flat = {k: repr(v) for k, v in options.items() if k != 'timm_kwargs'}
+    timm_kwargs = options.get('timm_kwargs') or {}
+    flat.update({f'timm_kwargs.{k}': repr(v) for k, v in timm_kwargs.items()})
+    return flat
+
+
+def _interaction_row(sample: Run, metric: str, control: str, factors: Tuple[str, str, str],
+                     arms: Dict[str, List[Run]], best: bool, notes: List[str]) -> Row:
+    """The interaction contrast (AB - A) - (B - control) per replicate (pair and seed): whether
+    one change's gain depends on the other. It is the gain of AB over A + B - control, with
+    its interval at the level of the design."""
+    a, b, ab = factors
+    values = {label: {(u, s): v for u, s, v in _values(arms[label], metric, best, [])}
+              for label in (control, a, b, ab)}
+    keys = sorted(set.intersection(*(set(v) for v in values.values())), key=str)
+    baseline = [(u, s, values[a][(u, s)] + values[b][(u, s)] - values[control][(u, s)])
+                for u, s in keys]
+    combined = [(u, s, values[ab][(u, s)]) for u, s in keys]
+    row = _row(sample, ab, metric, [], [], best, notes)
+    g = gain(baseline, combined, units_are_pairs=any(r.pair is not None for r in arms[ab]))
+    row.arm = f'{ab} vs {a} and {b} (interaction)'
+    row.contrast, row.control = 'interaction', control
+    for name in ('delta', 'ci_low', 'ci_high', 'method', 'level', 'units', 'seeds_per_unit',
+                 'conditional', 'p_value', 'replicates', 'plain_level', 'treatment_level'):
+        setattr(row, name, getattr(g, name))
+    row.components = asdict(g.components)
+    return row
+
+
+def _row(sample: Run, arm: str, metric: str, plain: List[Run], cb: List[Run], best: bool,
          notes: List[str]) -> Row:
     p, c = _values(plain, metric, best, notes), _values(cb, metric, best, notes)
     ps, cs = summarize([v for _, _, v in p]), summarize([v for _, _, v in c])
     g = gain(p, c, units_are_pairs=any(r.pair is not None for r in plain + cb)) \
         if p and c else None
     return Row(task=sample.task, dataset=sample.dataset, model=sample.model, arch=sample.arch,
-               schedule=sample.schedule, cb_options=variant or '-', metric=metric,
+               schedule=sample.schedule, arm=arm or sample.arm, metric=metric,
                selection=('final checkpoint' if is_robustness(metric) else
                           'best' if best else 'last'),
                plain_n=ps.n, plain_mean=ps.mean, plain_std=ps.std,
-               cb_n=cs.n, cb_mean=cs.mean, cb_std=cs.std,
+               treatment_n=cs.n, treatment_mean=cs.mean, treatment_std=cs.std,
                delta=g.delta if g else None, ci_low=g.ci_low if g else None,
                ci_high=g.ci_high if g else None,
                method=g.method if g else 'an arm has no runs',
                reference=REFERENCES.get((sample.dataset, sample.model, arch_name(sample.arch),
                                          sample.schedule, metric)),
-               protocol=sample.protocol, plain_weights=_sources(plain), cb_weights=_sources(cb),
+               protocol=sample.protocol, plain_weights=_sources(plain),
+               treatment_weights=_sources(cb),
                plain_seeds=sorted({s for _, s, _ in p if s is not None}),
-               cb_seeds=sorted({s for _, s, _ in c if s is not None}),
+               treatment_seeds=sorted({s for _, s, _ in c if s is not None}),
                plain_values=sorted(map(list, p), key=_by_unit),
-               cb_values=sorted(map(list, c), key=_by_unit),
+               treatment_values=sorted(map(list, c), key=_by_unit),
                **({} if g is None else dict(
                    level=g.level, units=g.units, seeds_per_unit=g.seeds_per_unit,
                    conditional=g.conditional, p_value=g.p_value, replicates=g.replicates,
-                   plain_level=g.plain_level, cb_level=g.cb_level,
+                   plain_level=g.plain_level, treatment_level=g.treatment_level,
                    components=asdict(g.components))))
 
 
@@ -256,22 +341,25 @@ def _gain(row: Row) -> str:
 
 
 def to_markdown(table: Table, reference: bool = False) -> str:
-    head = ['task', 'protocol', 'data', 'model', 'backbone', 'schedule', 'metric', 'plain', '+CB',
-            'CB variant', 'gain (95% CI)', 'how', 'weights: plain', 'weights: +CB']
+    head = ['task', 'protocol', 'data', 'model', 'backbone', 'schedule', 'metric', 'arm',
+            'control', 'treated', 'gain (95% CI)', 'how', 'weights: control', 'weights: treated']
     if reference:
         head.append('reference (plain)')
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in table.rows:
         cells = [r.task, r.protocol, r.dataset, r.model, r.arch, r.schedule,
-                 f'{r.metric} ({r.selection})', _arm(r.plain_n, r.plain_mean, r.plain_std),
-                 _arm(r.cb_n, r.cb_mean, r.cb_std), r.cb_options, _gain(r), r.method,
-                 r.plain_weights, r.cb_weights]
+                 f'{r.metric} ({r.selection})', arm_text(r),
+                 _arm(r.plain_n, r.plain_mean, r.plain_std),
+                 _arm(r.treatment_n, r.treatment_mean, r.treatment_std), _gain(r), r.method,
+                 r.plain_weights, r.treatment_weights]
         if reference:
             cells.append(num(r.reference, missing=''))
         lines.append('| ' + ' | '.join(cells) + ' |')
     text = '\n'.join(lines) + '\n'
     text += ('\nMetrics in percent (mmdet\'s fractions x 100); mean ± sample std over seeds; '
-             'gain = +CB minus plain, paired by seed where the seeds match. Protocols: '
+             'gain = the arm (treated) minus its control (plain, no change, unless the arm says '
+             '"vs"), paired by pretraining pair and seed where they match; an interaction row is '
+             'the gain of both changes together over the sum of their own gains. Protocols: '
              + PROTOCOLS_TEXT
              + ' Weights: the checkpoint each arm\'s backbone started from (file, first 8 hex '
              'digits of its SHA-256) or "from scratch".\n')
@@ -300,14 +388,16 @@ def to_latex(table: Table) -> str:
         return (text.replace('\\', r'\textbackslash{}').replace('_', r'\_').replace('%', r'\%')
                 .replace('&', r'\&').replace('#', r'\#'))
 
-    lines = [r'\begin{tabular}{lllllrrr}', r'\toprule',
-             r'data & model & backbone & schedule & metric & plain & +CB & $\Delta$ (95\% CI) \\',
+    lines = [r'\begin{tabular}{llllllrrr}', r'\toprule',
+             r'data & model & backbone & schedule & metric & arm & control & treated & '
+             r'$\Delta$ (95\% CI) \\',
              r'\midrule']
     for r in table.rows:
         plain = '' if r.plain_mean is None else f'{r.plain_mean:.2f}'
-        cb = '' if r.cb_mean is None else f'{r.cb_mean:.2f}'
+        cb = '' if r.treatment_mean is None else f'{r.treatment_mean:.2f}'
         delta = _gain(r).replace('[', '{[}').replace(']', '{]}')
-        lines.append(' & '.join(esc(x) for x in (r.dataset, r.model, r.arch, r.schedule, r.metric))
+        lines.append(' & '.join(esc(x) for x in (r.dataset, r.model, r.arch, r.schedule, r.metric,
+                                                 arm_text(r)))
                      + f' & {plain} & {cb} & {delta} \\\\')
     lines += [r'\bottomrule', r'\end{tabular}']
     return '\n'.join(lines) + '\n'

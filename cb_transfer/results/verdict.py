@@ -1,12 +1,13 @@
 """The verdict across the matrix, and the design each row needs.
 
-Across the rows of one protocol (per task, and over all its tasks), each row taken at the level
+Across the rows of one protocol and one arm (``+CB(mlp)``, ``+reg4``, an interaction contrast:
+never two arms in one verdict), per task and over all its tasks, each row taken at the level
 of its design (:mod:`.stats`: pretraining pairs, or independent seeds for runs from scratch):
 
 - the mean gain over rows, with a stratified bootstrap interval: scipy's ``bootstrap`` resamples
   each row's replicates (its pairs' mean differences) within the row, percentile method, 10,000
   resamples, a fixed seed;
-- the probability of improvement, P(+CB > plain) for a random row and a random replicate of each
+- the probability of improvement, P(arm > control) for a random row and a random replicate of each
   arm (ties count a half): each row's Mann-Whitney U over its arms' replicate means, averaged over
   the rows, with the same bootstrap (rliable's measure, computed here with scipy);
 - which rows' gains survive a Holm correction over the family at 5% (the rows' p-values: the t
@@ -14,7 +15,8 @@ of its design (:mod:`.stats`: pretraining pairs, or independent seeds for runs f
 
 Rows whose interval is *conditional* (one pretraining run per arm: only fine-tuning seeds vary)
 form a family of their own, taken at the seed level and labelled as what it is: a verdict about
-those checkpoints, not about CB. Robustness rows (mPC, rPC) are a family of their own too: the
+those checkpoints, not about the change. Robustness rows (mPC, rPC) are a family of their own
+too: the
 clean verdict's Holm correction is not diluted by them, nor theirs by it.
 
 Per row, from its variance components and what its runs cost: the smallest gain its design
@@ -27,11 +29,11 @@ import numpy as np
 from scipy import stats
 
 from ..robustness.metrics import is_robustness
-from .format import row_label
+from .format import arm_text, row_label
 from .stats import ALPHA, POWER, Components, Design, cheapest_design, minimum_detectable_gain
 
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 10_000, 0
-ABOUT_CB, CONDITIONAL = 'about CB', 'conditional'
+ABOUT_CHANGE, CONDITIONAL = 'about the change', 'conditional'
 
 
 def holm(p_values: Sequence[float]) -> List[float]:
@@ -53,13 +55,13 @@ def _mean_gain(*replicates, axis: int = -1) -> np.ndarray:
 
 
 def _improvement(*arms, axis: int = -1) -> np.ndarray:
-    """Mean over rows of P(+CB > plain) for a random replicate of each arm, ties a half;
-    ``arms`` alternate plain, +CB."""
+    """Mean over rows of P(arm > control) for a random replicate of each, ties a half;
+    ``arms`` alternate control, arm."""
     arms = [np.moveaxis(a, axis, -1) for a in arms]
     probabilities = []
-    for plain, cb in zip(arms[::2], arms[1::2]):
-        greater = (cb[..., :, None] > plain[..., None, :]).mean(axis=(-1, -2))
-        ties = (cb[..., :, None] == plain[..., None, :]).mean(axis=(-1, -2))
+    for control, treated in zip(arms[::2], arms[1::2]):
+        greater = (treated[..., :, None] > control[..., None, :]).mean(axis=(-1, -2))
+        ties = (treated[..., :, None] == control[..., None, :]).mean(axis=(-1, -2))
         probabilities.append(greater + 0.5 * ties)
     return np.mean(probabilities, axis=0)
 
@@ -72,9 +74,9 @@ def _interval(statistic, samples) -> Tuple[float, float]:
 
 
 def family(row) -> str:
-    """'about CB' for rows replicated at the level of the design, 'conditional' for rows of one
-    pretraining run per arm."""
-    return CONDITIONAL if row.conditional else ABOUT_CB
+    """'about the change' for rows replicated at the level of the design, 'conditional' for rows
+    of one pretraining run per arm."""
+    return CONDITIONAL if row.conditional else ABOUT_CHANGE
 
 
 def measure(row) -> str:
@@ -87,9 +89,10 @@ MEASURES = ('clean', 'robustness')
 
 @dataclass
 class Verdict:
-    """Across the rows of one protocol, family and task (or all tasks of a protocol)."""
+    """Across the rows of one protocol, arm, family and task (or all tasks of a protocol)."""
     protocol: str
-    family: str                      # 'about CB' or 'conditional'
+    arm: str                         # the row's arm as the tables show it (format.arm_text)
+    family: str                      # 'about the change' or 'conditional'
     measure: str                     # 'clean' or 'robustness'
     task: str                        # a task, or 'all tasks'
     rows: int                        # rows with both arms
@@ -103,15 +106,15 @@ class Verdict:
 
 
 def verdicts(rows: Sequence) -> List[Verdict]:
-    """One verdict per (protocol, family, task) and per (protocol, family) over its tasks, for
-    the rows that compare two arms."""
-    compared = [r for r in rows if r.delta is not None and r.plain_level and r.cb_level]
+    """One verdict per (protocol, arm, family, measure, task) and per (protocol, arm, family,
+    measure) over its tasks, for the rows that compare two arms."""
+    compared = [r for r in rows if r.delta is not None and r.plain_level and r.treatment_level]
     out = []
-    for protocol in dict.fromkeys(r.protocol for r in compared):
-        for kind in (ABOUT_CB, CONDITIONAL):
+    for protocol, arm in dict.fromkeys((r.protocol, arm_text(r)) for r in compared):
+        for kind in (ABOUT_CHANGE, CONDITIONAL):
             for what in MEASURES:
-                group = [r for r in compared if r.protocol == protocol and family(r) == kind
-                         and measure(r) == what]
+                group = [r for r in compared if (r.protocol, arm_text(r)) == (protocol, arm)
+                         and family(r) == kind and measure(r) == what]
                 tested = [r for r in group if r.p_value is not None]
                 adjusted = dict(zip(map(id, tested), holm([r.p_value for r in tested])))
                 tasks = list(dict.fromkeys(r.task for r in group))
@@ -119,22 +122,23 @@ def verdicts(rows: Sequence) -> List[Verdict]:
                 if len(tasks) > 1:
                     groups.append(('all tasks', group))
                 for task, members in groups:
-                    out.append(_verdict(protocol, kind, what, task, members, adjusted))
+                    out.append(_verdict(protocol, arm, kind, what, task, members, adjusted))
     return out
 
 
-def _verdict(protocol: str, kind: str, what: str, task: str, group: Sequence,
+def _verdict(protocol: str, arm: str, kind: str, what: str, task: str, group: Sequence,
              adjusted: Dict[int, float]) -> Verdict:
     replicated = [r for r in group if len(r.replicates) >= 2]
-    verdict = Verdict(protocol, kind, what, task, len(group), len(replicated),
+    verdict = Verdict(protocol, arm, kind, what, task, len(group), len(replicated),
                       float(np.mean([r.delta for r in group])), None,
                       float(_improvement(*[np.array(a, float) for r in group
-                                           for a in (r.plain_level, r.cb_level)])), None,
+                                           for a in (r.plain_level, r.treatment_level)])), None,
                       tested=sum(id(r) in adjusted for r in group))
     if replicated:
         verdict.gain_ci = _interval(_mean_gain, [np.array(r.replicates) for r in replicated])
-        verdict.improvement_ci = _interval(_improvement, [np.array(a, float) for r in replicated
-                                                          for a in (r.plain_level, r.cb_level)])
+        levels = [np.array(a, float) for r in replicated
+                  for a in (r.plain_level, r.treatment_level)]
+        verdict.improvement_ci = _interval(_improvement, levels)
     verdict.surviving = [f'{row_label(r)} ({adjusted[id(r)]:.3g})' for r in group
                          if id(r) in adjusted and adjusted[id(r)] < ALPHA]
     return verdict

@@ -26,12 +26,21 @@ A downstream entry's ``weights`` says where each arm starts, and so which protoc
                  cb='deit_s.plain')            weights, CB switched on at fine-tuning
     dict(plain=CONFIG,                         zoo-check: a plain arm alone from a public
          weights=dict(plain='deit.pth'))       checkpoint (a check of the recipe, not of CB)
+    dict(plain=CONFIG, reg4=CONFIG,            zoo-pair: two published checkpoints of one
+         protocol='zoo-pair',                  recipe, each arm from its own (nothing
+         weights=dict(plain='x.pth',           pretrained here)
+                      reg4='y.pth'))
     no weights                                 what the configs themselves load, under the
                                                protocol the config names
 
+An entry's arms are named keys: ``plain`` is the control, and every other key (``cb``, ``reg4``,
+``cb_reg4``, ...) a treatment compared with it, sharing the control's runs; an upstream entry
+names the same arms, and with ``weights='NAME'`` each downstream arm starts from its own.
+
 Two arms from different kinds of source (a public plain checkpoint against an in-house CB run)
 would confound the recipe with CB, and the plan refuses them; so it does arms that are not twins
-(configs that differ in more than CB and their weights, by the rule the tables pair runs with,
+(a treatment whose config differs from the control's in more than its backbone options, CB's
+and ``timm_kwargs``, and its weights, by the rule the tables pair runs with,
 :func:`cb_transfer.experiment.differences`). Every run carries its protocol as the config key
 ``protocol``, so that the result tables never pair arms of different protocols.
 
@@ -52,7 +61,9 @@ from mmengine.config import Config
 from ..config_lookup import find_config, find_suite
 from ..experiment import differences
 
-ARMS = ('plain', 'cb')
+CONTROL = 'plain'                 # the arm every other arm of an entry is compared with
+ENTRY_KEYS = ('weights', 'seeds', 'protocol')   # what an entry holds besides its arms
+ZOO_PAIR = 'zoo-pair'
 UPSTREAM = 'upstream'
 TWO_STAGE, CB_AT_FINETUNE, ZOO_CHECK, PRETRAINING = (
     'two-stage', 'cb-at-finetune', 'zoo-check', 'pretraining')
@@ -79,7 +90,7 @@ class PlannedRun:
     name: str                      # e.g. 'two-stage/upernet_..._ade20k-64x64/seed0'
     suite: str                     # the suite's name (its file's stem)
     stage: str                     # 'upstream', 'downstream' or 'robustness'
-    arm: str                       # 'plain' or 'cb'
+    arm: str                       # 'plain' (the control), 'cb', or any treatment's name
     config: str                    # absolute path
     seed: int
     protocol: str
@@ -231,13 +242,20 @@ def _resolve_config(config: str, where: str) -> str:
 
 
 def _arms(entry: dict, where: str) -> Dict[str, str]:
-    unknown = set(entry) - {'plain', 'cb', 'weights', 'seeds'}
-    if unknown:
-        raise SuiteError(f'{where}: unknown keys {sorted(unknown)}; an entry has plain, cb, '
-                         'weights and seeds')
-    if 'plain' not in entry and 'cb' not in entry:
-        raise SuiteError(f'{where}: names no config (plain=..., cb=...)')
-    return {arm: _resolve_config(entry[arm], where) for arm in ARMS if entry.get(arm)}
+    """The entry's arms by name: ``plain`` (the control) and any treatments (``cb``, ``reg4``,
+    ...), each a config; the control first."""
+    arms = {k: v for k, v in entry.items() if k not in ENTRY_KEYS}
+    if not arms:
+        raise SuiteError(f'{where}: names no config (plain=..., cb=..., or other arms)')
+    bad = [k for k, v in arms.items() if not isinstance(v, str) or not k.isidentifier()]
+    if bad:
+        raise SuiteError(f'{where}: {sorted(bad)} are neither arms (NAME=CONFIG) nor one of '
+                         f'{", ".join(ENTRY_KEYS)}')
+    if len(arms) > 1 and CONTROL not in arms:
+        raise SuiteError(f'{where}: several arms ({", ".join(arms)}) but no control: the arm '
+                         f'every other is compared with is {CONTROL}=CONFIG')
+    order = sorted(arms, key=lambda arm: (arm != CONTROL, list(arms).index(arm)))
+    return {arm: _resolve_config(arms[arm], where) for arm in order}
 
 
 def _seeds(value, where: str, key: str) -> List[int]:
@@ -278,8 +296,8 @@ def _source(spec: str, upstream: Dict[str, dict], where: str) -> Source:
 
 
 def _check_twins(arms: Dict[str, str], options_for, where: str) -> None:
-    """Refuse arms whose configs (with the suite's options) differ in more than CB and where
-    their weights come from, naming the first keys that differ."""
+    """Refuse a treatment whose config (with the suite's options) differs from the control's in
+    more than its backbone options and where its weights come from, naming the first keys."""
     if len(arms) < 2:
         return
     resolved = {}
@@ -287,11 +305,13 @@ def _check_twins(arms: Dict[str, str], options_for, where: str) -> None:
         cfg = Config.fromfile(config)
         cfg.merge_from_dict(options_for(config))
         resolved[arm] = cfg.to_dict()
-    found = differences(resolved['plain'], resolved['cb'])
-    if found:
-        raise SuiteError(f'{where}: the arms are not twins: besides CB and their weights, '
-                         f'{Path(arms["plain"]).name} and {Path(arms["cb"]).name} differ in\n  '
-                         + '\n  '.join(found))
+    for arm in list(arms)[1:]:
+        found = differences(resolved[CONTROL], resolved[arm])
+        if found:
+            raise SuiteError(
+                f'{where}: the arms are not twins: besides their backbone options and weights, '
+                f'{Path(arms[CONTROL]).name} ({CONTROL}) and {Path(arms[arm]).name} ({arm}) '
+                'differ in\n  ' + '\n  '.join(found))
 
 
 def _weights(entry: dict, arms: Dict[str, str], upstream: Dict[str, dict],
@@ -299,34 +319,48 @@ def _weights(entry: dict, arms: Dict[str, str], upstream: Dict[str, dict],
     """Each arm's source of weights and the protocol they make; protocol None: the configs'
     own."""
     spec = entry.get('weights')
+    asked = entry.get('protocol')
+    if asked is not None and asked != ZOO_PAIR:
+        raise SuiteError(f"{where}: protocol={asked!r}: an entry names only '{ZOO_PAIR}' (two "
+                         'published checkpoints of one recipe); the others follow from weights')
     if spec is None:
+        if asked:
+            raise SuiteError(f"{where}: protocol='{ZOO_PAIR}' needs weights=dict(ARM=FILE, ...)")
         return {arm: None for arm in arms}, None
     if isinstance(spec, str):
         if spec not in upstream:
             raise SuiteError(f"{where}: weights='{spec}' is not an upstream pair (upstream here: "
                              f'{sorted(upstream) or "none"})')
-        return {arm: _source(f'{spec}.{arm}', upstream, where) for arm in arms}, TWO_STAGE
-    if not isinstance(spec, dict) or set(spec) - set(ARMS) or set(arms) - set(spec):
+        sources = {arm: _source(f'{spec}.{arm}', upstream, where) for arm in arms}
+    elif not isinstance(spec, dict) or set(spec) != set(arms):
         raise SuiteError(f'{where}: weights must be an upstream name or dict(plain=..., cb=...) '
                          f'with a source for each arm ({", ".join(arms)}); got {spec!r}')
-    sources = {arm: _source(spec[arm], upstream, where) for arm in arms}
+    else:
+        sources = {arm: _source(spec[arm], upstream, where) for arm in arms}
+    control = sources.get(CONTROL) or next(iter(sources.values()))
     if len(sources) == 1:
-        return sources, ZOO_CHECK if sources.get('plain') and sources['plain'].file else TWO_STAGE
-    plain, cb = sources['plain'], sources['cb']
-    if plain == cb:
+        return sources, ZOO_CHECK if control.file else TWO_STAGE
+    if asked == ZOO_PAIR:
+        if not all(source.file for source in sources.values()):
+            raise SuiteError(f"{where}: protocol='{ZOO_PAIR}' compares published checkpoints: "
+                             'every arm starts from a file')
+        return sources, ZOO_PAIR
+    if all(source == control for source in sources.values()):
         return sources, CB_AT_FINETUNE
-    if plain.upstream and cb.upstream:
-        if (plain.upstream, plain.arm, cb.arm) != (cb.upstream, 'plain', 'cb'):
-            raise SuiteError(f'{where}: the arms start from {plain.describe()} and '
-                             f'{cb.describe()}, which are not the plain and CB arms of one '
-                             'upstream pair; a comparison needs both arms pretrained with one '
-                             'recipe')
+    if all(source.upstream for source in sources.values()):
+        wrong = [f'{arm} from {source.describe()}' for arm, source in sources.items()
+                 if (source.upstream, source.arm) != (control.upstream, arm)]
+        if wrong:
+            raise SuiteError(f'{where}: the arms start from {", ".join(wrong)}, not each from '
+                             f'its own arm of one upstream entry ({control.upstream}); a '
+                             'comparison needs every arm pretrained with one recipe')
         return sources, TWO_STAGE
-    if plain.file and cb.file:
+    if all(source.file for source in sources.values()):
         return sources, TWO_STAGE
-    raise SuiteError(f'{where}: one arm starts from a file and the other from an upstream run '
-                     f'({plain.describe()} vs {cb.describe()}): that compares two recipes, not '
-                     'CB. Give both arms upstream runs of one pair, or both files.')
+    raise SuiteError(f'{where}: some arms start from a file and others from an upstream run '
+                     f'({", ".join(s.describe() for s in sources.values())}): that compares two '
+                     'recipes, not the change. Give every arm an upstream run of one entry, or '
+                     'every arm a file.')
 
 
 ROBUSTNESS_KEYS = ('corruptions', 'severities', 'entries')
@@ -336,7 +370,7 @@ def _robustness_runs(spec, runs: List[PlannedRun], where: str) -> List[PlannedRu
     """The evaluation-only stage a suite asks for (``robustness = dict(corruptions=...,
     severities=..., entries=...)``): one run per fine-tuning run of the chosen downstream
     entries (all by default), evaluating its final checkpoint, after it."""
-    if not spec:
+    if spec is None:
         return []
     from ..robustness.corruptions import BENCHMARK, HELD_OUT, SEVERITIES
     where = f'{where}, robustness'
@@ -362,8 +396,8 @@ def _robustness_runs(spec, runs: List[PlannedRun], where: str) -> List[PlannedRu
             by_entry.setdefault(run.entry, set()).add(run.config)
         bad = [e for e in entries if e not in by_entry]
         if bad:
-            raise SuiteError(f'{where}: entries {bad} are not indices of downstream '
-                             f'(0..{max(by_entry)})')
+            have = f'0..{max(by_entry)}' if by_entry else 'it has no entries'
+            raise SuiteError(f'{where}: entries {bad} are not indices of downstream ({have})')
         chosen = set().union(*(by_entry[e] for e in entries))
     return [PlannedRun(
         name=f'{run.name}/robustness', suite=run.suite, stage='robustness', arm=run.arm,

@@ -8,4 +8,4 @@ optim_wrapper = dict(
     type='OptimWrapper',
     constructor='cb_transfer.LayerDecayOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(layer_decay_rate=0.65))
+    paramwise_cfg=dict(layer_decay_rate=0.65, flat_decay_mult=0.0))
