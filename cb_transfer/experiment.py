@@ -12,6 +12,7 @@ apart from their arm keys, the seed, where the backbone's weights come from and 
 and the result tables pair runs by the same rule: :func:`fingerprint` is that rule. An arm is
 named by what it changes (:func:`arm_label`: ``+CB(mlp)``, ``+reg4``, ``+CB(mlp)+reg4``).
 """
+import functools
 import json
 from typing import Dict, Iterator, List, Tuple
 
@@ -27,8 +28,11 @@ ARM_KEYS = ('model.backbone.cb', 'model.backbone.cb_position', 'model.backbone.c
             'model.backbone.cb_layers')
 ARM_PREFIX = 'model.backbone.timm_kwargs'
 CONTROL = 'plain'
-# short names of timm_kwargs in arm labels (others show as +key=value)
-SHORT = {'reg_tokens': lambda v: f'reg{v}', 'init_values': lambda v: 'LS',
+# CB's options where CB is on, as the backbone applies them when a config leaves them out
+CB_DEFAULTS = dict(cb_position='mlp', cb_scaled=False, cb_layers=None)
+# short names of timm_kwargs in arm labels, each with what tells its values apart (others show
+# as +key=value)
+SHORT = {'reg_tokens': lambda v: f'reg{v}', 'init_values': lambda v: f'LS({v:g})',
          'qk_norm': lambda v: 'QKnorm', 'no_embed_class': lambda v: 'noembcls',
          'pre_norm': lambda v: 'prenorm', 'class_token': lambda v: 'nocls' if not v else 'cls',
          'mlp_layer': lambda v: str(v), 'norm_layer': lambda v: str(v),
@@ -123,15 +127,33 @@ def _schedule(cfg: dict) -> str:
 
 
 def arm_options(cfg: dict) -> dict:
-    """The backbone options that make a run's arm: CB's (where CB is on) and ``timm_kwargs``."""
+    """The backbone options that make a run's arm, one spelling per arm: CB's where CB is on
+    (its position always, its other options where they are not the defaults) and the
+    ``timm_kwargs`` that are not at the default of timm's ``VisionTransformer`` constructor (an
+    arm that writes ``qk_norm=False`` is the control)."""
     backbone = (cfg.get('model') or {}).get('backbone') or {}
     options = {}
     if backbone.get('cb', False):
-        names = [key[len('model.backbone.'):] for key in ARM_KEYS]
-        options.update({name: backbone[name] for name in names if name in backbone})
-    if backbone.get('timm_kwargs'):
-        options['timm_kwargs'] = dict(backbone['timm_kwargs'])
+        options['cb'] = True
+        for name, default in CB_DEFAULTS.items():
+            value = backbone.get(name, default)
+            if name == 'cb_position' or value != default:
+                options[name] = list(value) if name == 'cb_layers' else value
+    defaults = _timm_defaults()
+    changed = {k: v for k, v in (backbone.get('timm_kwargs') or {}).items()
+               if k not in defaults or v != defaults[k]}
+    if changed:
+        options['timm_kwargs'] = changed
     return options
+
+
+@functools.lru_cache(maxsize=1)
+def _timm_defaults() -> dict:
+    import inspect
+
+    from timm.models.vision_transformer import VisionTransformer
+    return {name: p.default for name, p in inspect.signature(VisionTransformer).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 def arm_label(options: dict) -> str:

@@ -69,7 +69,7 @@ class RunRecord:
         name: The plan's name for the run (its work dir relative to the suite's root).
         suite: The suite file's name.
         stage: ``'upstream'`` (pretraining) or ``'downstream'`` (fine-tuning).
-        arm: ``'plain'`` or ``'cb'``.
+        arm: The arm's name in the suite: ``'plain'`` (the control), ``'cb'``, ``'reg4'``, ...
         backbone: The arm's backbone options (``cb``, ``cb_position``, ...).
         protocol: What the comparison measures (two-stage, cb-at-finetune, ...).
         seed: The run's seed.
@@ -80,7 +80,7 @@ class RunRecord:
         iterations: Training iterations done.
         metrics: Test metrics of ``checkpoint`` (as the evaluator returned them).
         weights: Where the backbone started: ``path``, ``file``, ``sha256``,
-            ``pretrained_with_cb`` (from the checkpoint, where it tells) and ``upstream_run``
+            ``pretrained_arm`` (from the checkpoint, where it tells) and ``upstream_run``
             (the planned run that wrote it); None when trained from scratch.
         cost: ``seconds_per_iter`` (median of mmengine's logged times), ``iterations`` and
             ``processes``, ``device`` ('cuda' or 'cpu'): what the run cost, for planning the

@@ -7,11 +7,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import timm
 from timm.utils import AttentionExtract
 
 from cb_transfer.analysis import AttentionRecorder, map_statistics, patch_distances
 from cb_transfer.analysis.cli import main as attention_main
 from cb_transfer.analysis.report import summary_markdown
+from cb_transfer.analysis.sources import subject_from_checkpoint
 from cb_transfer.models import ViT
 
 
@@ -178,3 +180,16 @@ def test_the_summary_averages_each_pairs_seeds_then_takes_the_spread_over_pairs(
     row = next(line for line in text.splitlines() if line.startswith('| 0 |'))
     expected = f'{np.mean([0.85, 0.95]):.3f} ± {np.std([0.85, 0.95], ddof=1):.3f}'
     assert row.split(' | ')[1] == expected and row.split(' | ')[2] == '0.500'
+
+
+@pytest.mark.parametrize('arch, size', [('deit_tiny_patch16_224', 224),
+                                        ('deit3_small_patch16_224', 224),  # no class row
+                                        ('vit_small_patch14_reg4_dinov2', 518)])  # no reg rows
+def test_a_bare_timm_file_is_read_at_its_own_grid(arch, size, tmp_path):
+    """The grid of a timm file comes from its position rows and its prefix tokens as that arch
+    lays them out (class token with or without a row, registers without), not from a fixed
+    class row."""
+    torch.save(timm.create_model(arch, pretrained=False, depth=1).state_dict(),
+               tmp_path / 'zoo.pth')
+    subject = subject_from_checkpoint(str(tmp_path / 'zoo.pth'), arch=arch)
+    assert subject.backbone['img_size'] == size

@@ -151,6 +151,9 @@ seeds = [0]
     (f"[dict(cb={SEG[1]!r}, reg={SEG[1]!r})]", 'several arms .* but no control'),
     (f"[dict(plain={SEG[0]!r}, cb={SEG[1]!r}, protocol='zoo-pair')]",
      "protocol='zoo-pair' needs weights"),
+    (f"[dict(plain={SEG[0]!r}, reg4={ARM_SEG!r}, "
+     "weights=dict(plain='tiny.plain', reg4='tiny.plain'))]",
+     'reg4 change timm_kwargs but start from the same checkpoint as plain'),
 ])
 def test_bad_entries_name_the_entry_and_the_problem(tmp_path, downstream, message):
     with pytest.raises(SuiteError, match=message):

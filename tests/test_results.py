@@ -189,6 +189,19 @@ def test_timm_changes_are_arms_and_a_factorial_gets_its_interaction_row(tmp_path
     assert rows[interaction].contrast == 'interaction' and rows[interaction].delta == 0.0
 
 
+def test_one_arm_has_one_label_however_it_is_spelled_and_values_tell_arms_apart():
+    from cb_transfer.experiment import arm_label, arm_options
+
+    def label(**backbone):
+        return arm_label(arm_options(dict(model=dict(backbone=backbone))))
+    assert label(cb=True) == label(cb=True, cb_position='mlp', cb_scaled=False) == '+CB(mlp)'
+    assert label(timm_kwargs=dict(qk_norm=False, reg_tokens=0)) == label() == 'plain'
+    assert label(cb=False, cb_position='attn') == 'plain'
+    assert label(timm_kwargs=dict(init_values=1e-5)) != label(timm_kwargs=dict(init_values=1e-6))
+    assert label(cb=True, cb_layers=(1, 2), timm_kwargs=dict(reg_tokens=4)) == \
+        '+CB(mlp, layers [1, 2])+reg4'
+
+
 def test_without_a_plain_arm_the_control_is_the_arm_every_other_shares(tmp_path):
     reg = dict(timm_kwargs=dict(reg_tokens=4))
     write_run(tmp_path / 'reg', config(**reg), {1000: dict(mIoU=42.0)})
@@ -272,7 +285,7 @@ def record(work_dir: Path, seed: int, weights=None, metrics=None) -> None:
 
 def test_a_recorded_run_names_the_weights_of_its_record_and_others_are_judged_by_logs(tmp_path):
     weights = dict(file='epoch_12.pth', path='/x/epoch_12.pth', sha256='0123abcd' + '0' * 56,
-                   pretrained_with_cb=False, upstream_run='upstream/x/seed0')
+                   pretrained_arm='plain', upstream_run='upstream/x/seed0')
     plain = config(cb=False, seed=0, init_cfg=dict(type='Pretrained', checkpoint='a.pth'))
     write_run(tmp_path / 'recorded', plain, {1000: dict(mIoU=40.0)})
     record(tmp_path / 'recorded', 0, weights)
@@ -285,6 +298,23 @@ def test_a_recorded_run_names_the_weights_of_its_record_and_others_are_judged_by
     assert row.treatment_weights == 'b.pth (no run record: hash unknown)'
     assert any(note.startswith('1 run without a run record, judged finished by their logs')
                and note.endswith('by_logs') for note in table.notes)
+
+
+def test_an_arm_started_from_weights_pretrained_as_another_arm_gets_a_note(tmp_path):
+    """Two-stage: each arm from a checkpoint of its own arm; a register arm started from a
+    checkpoint its record says was pretrained as the plain arm is named under the table."""
+    for name, backbone, pretrained in (('plain', {}, 'plain'),
+                                       ('reg4', dict(timm_kwargs=dict(reg_tokens=4)), 'plain')):
+        cfg = dict(config(seed=0, init_cfg=dict(type='Pretrained', checkpoint=f'{name}.pth'),
+                          **backbone), protocol='two-stage')
+        write_run(tmp_path / name, cfg, {1000: dict(mIoU=40.0)})
+        record(tmp_path / name, 0, dict(file=f'{name}.pth', path=f'/x/{name}.pth',
+                                        sha256=name.ljust(64, '0'), pretrained_arm=pretrained))
+    table = build_table(*read_run_dirs([tmp_path / 'plain', tmp_path / 'reg4']))
+    (row,) = table.rows
+    assert row.arm == '+reg4'
+    wrong = [n for n in table.notes if 'started from weights pretrained as' in n]
+    assert len(wrong) == 1 and 'the +reg4 arm started from weights pretrained as plain' in wrong[0]
 
 
 def test_the_suite_outputs_list_the_runs_not_finished_and_leave_them_out(tmp_path):

@@ -82,7 +82,7 @@ def test_each_fine_tuning_run_starts_from_its_own_pairs_checkpoint(local_suite):
         assert run_dir.path.parent.name == f'pair{record.pair}'
         assert record.weights['path'] == checkpoint and record.weights['sha256'] == sha
         assert record.weights['upstream_run'].endswith(f'/seed{record.pair}')
-        assert record.weights['pretrained_with_cb'] is (record.arm == 'cb')
+        assert record.weights['pretrained_arm'] == ('+CB(mlp)' if record.arm == 'cb' else 'plain')
         cfg = dumped_config(run_dir.path)
         assert cfg.protocol == 'two-stage' and cfg.model.backbone.cb is (record.arm == 'cb')
         assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint)

@@ -229,14 +229,16 @@ def test_each_timm_change_loads_timm_weights_strictly_and_gives_timms_features(n
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         ours = model(x)
-        if cb:
-            expected = timm_reference(reference, x, range(4), SMALL_INDICES)
-        else:
-            expected = reference.forward_intermediates(x, indices=list(SMALL_INDICES),
-                                                       intermediates_only=True)
-    for a, b in zip(ours, expected, strict=True):
-        assert a.shape == (2, 192, 4, 4)
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        # timm's blocks written out (CB added where the arm has it), and without CB timm's own
+        # forward_intermediates on timm's own model
+        expected = [timm_reference(reference, x, range(4) if cb else (), SMALL_INDICES)]
+        if not cb:
+            expected.append(reference.forward_intermediates(x, indices=list(SMALL_INDICES),
+                                                            intermediates_only=True))
+    for reference_outs in expected:
+        for a, b in zip(ours, reference_outs, strict=True):
+            assert a.shape == (2, 192, 4, 4)
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_a_bare_load_state_dict_resizes_the_position_embedding_with_prefix_tokens():
@@ -281,10 +283,42 @@ def test_a_checkpoint_missing_a_tensor_of_the_change_is_refused_naming_it(change
                                            r'itself: give embed_dims= instead'),
     (dict(timm_kwargs=dict(mlp_layer='NoSuchMlp')), r"timm_kwargs.mlp_layer='NoSuchMlp' is not a "
                                                     r'class of timm.layers'),
+    (dict(timm_kwargs=dict(num_heads=5)), r'timm_kwargs.num_heads=5 is set by cb_transfer.ViT'),
+    (dict(timm_kwargs=dict(reg_tokens=2, norm_layer='nosuchnorm')),
+     r"timm_kwargs=\{'reg_tokens': 2, 'norm_layer': 'nosuchnorm'\} does not build with "
+     rf"arch='{ARCH}': timm says"),
+    (dict(timm_kwargs=dict(block_fn='ResPostBlock'), cb=True, cb_position='mlp'),
+     r"cb_position='mlp' hooks each block's ls2, which a ResPostBlock does not have"),
 ])
 def test_refused_timm_arguments_name_themselves(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ViT(arch=ARCH, **SMALL, **kwargs)
+
+
+def test_an_arch_without_a_class_token_cannot_return_one():
+    with pytest.raises(ValueError, match=r"out_type='cls_token' needs a class token; "
+                                         r"arch='vit_betwixt_patch16_reg4_gap_256' has none"):
+        ViT(arch='vit_betwixt_patch16_reg4_gap_256', img_size=64, depth=1, out_type='cls_token')
+
+
+def test_a_block_class_by_name_is_timms_and_cb_hooks_it():
+    """block_fn by name from timm's vision_transformer module: the features are timm's with
+    that block; CB at the block's output combines with it."""
+    from timm.models.vision_transformer import ResPostBlock
+    model = ViT(arch=ARCH, **SMALL, timm_kwargs=dict(block_fn='ResPostBlock')).eval()
+    assert all(type(block) is ResPostBlock for block in model.blocks)
+    reference = timm.create_model(ARCH, pretrained=False, depth=4, img_size=64, num_classes=0,
+                                  block_fn=ResPostBlock).eval()
+    reference.load_state_dict(model.state_dict(), strict=False)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[0], reference.forward_intermediates(
+            x, indices=[3], intermediates_only=True)[0], rtol=1e-5, atol=1e-5)
+    cb = ViT(arch=ARCH, **SMALL, cb=True, cb_position='block',
+             timm_kwargs=dict(block_fn='ResPostBlock')).eval()
+    cb.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(cb(x)[0], model(x)[0])
 
 
 def test_registers_are_dropped_from_the_class_token_output_too():
@@ -323,9 +357,10 @@ def test_feature_maps_are_contiguous_nchw_as_mmcvs_cpu_roi_align_needs():
     channels-last map (what transposing the tokens gives, and what convolutions then keep) gives
     wrong RoI features without a word. Every Mask R-CNN result depends on this."""
     from mmcv.ops import roi_align
-    model = ViT(arch=ARCH, **SMALL, out_indices=SMALL_INDICES).train()
-    outs = model(torch.randn(2, 3, 64, 96))
-    assert all(o.is_contiguous() for o in outs)
+    for final_norm in (False, True):  # the final norm works over channels, then back to NCHW
+        model = ViT(arch=ARCH, **SMALL, out_indices=SMALL_INDICES, final_norm=final_norm).train()
+        outs = model(torch.randn(2, 3, 64, 96))
+        assert all(o.is_contiguous() for o in outs), final_norm
     # the trap itself, so that the assertion above keeps its reason
     x = torch.randn(2, 8, 16, 16)
     rois = torch.tensor([[0, 1., 1., 9., 9.], [1, 2., 3., 12., 14.]])

@@ -85,7 +85,16 @@ def _backbone_from_weights(state: Dict[str, torch.Tensor], path: str,
         if arch is None:
             raise NotAViT(f"'{path}': a ViT {width} wide, {depth} blocks deep with {patch}x{patch} "
                           'patches is not a standard DeiT; name its timm architecture (--arch)')
-    grid = math.isqrt(state['pos_embed'].shape[1] - 1)
+    # the position rows: a square grid after the prefix tokens that have rows (the class token,
+    # registers: all of them; DINOv2's registers: none) or none (no_embed_class, DeiT III)
+    rows = state['pos_embed'].shape[1]
+    prefix = int('cls_token' in state) + (state['reg_token'].shape[1] if 'reg_token' in state
+                                          else 0)
+    grid = next((math.isqrt(rows - k) for k in dict.fromkeys((prefix, 1, 0))
+                 if rows > k and math.isqrt(rows - k) ** 2 == rows - k), None)
+    if grid is None:
+        raise NotAViT(f"'{path}': its pos_embed has {rows} rows, no square grid of patches with "
+                      f'or without rows for its {prefix} prefix tokens')
     return dict(arch=arch, img_size=grid * patch, cb=cb, init_cfg=None)
 
 

@@ -85,25 +85,38 @@ def read_state_dict(path: str, prefix: Optional[str] = None) -> Dict[str, torch.
     return state_dict_of(read_checkpoint(path), path, prefix)
 
 
-def _pretrained_with_cb(checkpoint, state: Dict[str, torch.Tensor]) -> Optional[bool]:
-    """Whether the run that wrote the checkpoint had CB on: from the config mmengine stores in
-    its checkpoints, or from scaled-CB strengths among the weights; None where it cannot tell
-    (plain CB adds no weights)."""
+def _pretrained_arm(checkpoint) -> Optional[str]:
+    """The arm of the run that wrote the checkpoint (``'plain'``, ``'+CB(mlp)'``, ``'+reg4'``,
+    ...), from the config mmengine stores in its checkpoints; None where there is none (a timm
+    or DeiT file) or it no longer parses."""
     text = (checkpoint.get('meta') or {}).get('cfg') if isinstance(checkpoint, dict) else None
-    if isinstance(text, str):
-        from mmengine.config import Config
-        try:
-            backbone = Config.fromstring(text, '.py').model.get('backbone') or {}
-            return bool(backbone.get('cb', False))
-        except Exception:  # a config that no longer parses: fall back on the weights
-            pass
-    return True if any(k.endswith('.cb.strength') for k in state) else None
+    if not isinstance(text, str):
+        return None
+    from mmengine.config import Config
+
+    from ..experiment import arm_label, arm_options
+    try:
+        return arm_label(arm_options(Config.fromstring(text, '.py').to_dict()))
+    except Exception:  # a config that no longer parses (an older stack, a missing base)
+        return None
+
+
+def model_arm(model: nn.Module) -> str:
+    """The arm of a :class:`cb_transfer.ViT`, as :func:`~cb_transfer.experiment.arm_label`
+    names the arm of a config."""
+    from ..experiment import arm_label, arm_options
+    layers = getattr(model, 'cb_layers', None)
+    backbone = dict(cb=getattr(model, 'cb', False), cb_position=getattr(model, 'cb_position', None),
+                    cb_scaled=getattr(model, 'cb_scaled', False),
+                    cb_layers=None if layers is None or len(layers) == len(model.blocks)
+                    else list(layers), timm_kwargs=getattr(model, 'timm_kwargs', None))
+    return arm_label(arm_options(dict(model=dict(backbone=backbone))))
 
 
 def describe_weights(path: str, checkpoint=None,
                      state: Optional[Dict[str, torch.Tensor]] = None) -> dict:
     """Where a model's weights come from: file name, path, SHA-256 and, where the checkpoint
-    tells, whether it was pretrained with CB."""
+    tells, the arm it was pretrained as."""
     with open(Path(path).expanduser(), 'rb') as f:
         sha256 = hashlib.file_digest(f, 'sha256').hexdigest()
     if checkpoint is None:
@@ -111,7 +124,7 @@ def describe_weights(path: str, checkpoint=None,
     if state is None:
         state = state_dict_of(checkpoint, path, None)
     return dict(file=Path(path).name, path=str(path), sha256=sha256,
-                pretrained_with_cb=_pretrained_with_cb(checkpoint, state))
+                pretrained_arm=_pretrained_arm(checkpoint))
 
 
 def convert_to_vit(state: Dict[str, torch.Tensor],
@@ -175,8 +188,8 @@ def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None) -
         + (f'; dropped {", ".join(dropped)}' if dropped else '')
         + (f'; kept the initial value of {len(kept_init)} CB strengths' if kept_init else ''),
         logger='current')
-    pretrained_cb, cb = _pretrained_with_cb(checkpoint, raw), bool(getattr(model, 'cb', False))
-    if pretrained_cb is not None and pretrained_cb != cb:
-        print_log(f"'{path}' was pretrained with cb={pretrained_cb} and is loaded into a backbone "
-                  f'with cb={cb}: the arms of a two-stage comparison each load the checkpoint of '
-                  'their own kind', logger='current', level=logging.WARNING)
+    pretrained, arm = _pretrained_arm(checkpoint), model_arm(model)
+    if pretrained is not None and pretrained != arm:
+        print_log(f"'{path}' was pretrained as {pretrained} and is loaded into a {arm} backbone: "
+                  'the arms of a two-stage comparison each load the checkpoint of their own arm',
+                  logger='current', level=logging.WARNING)

@@ -52,8 +52,10 @@ REFUSED = {
     'pool_include_prefix': 'only concerns the classifier head\'s pooling',
     'drop_rate': 'is the classifier head\'s dropout',
 }
-# constructor arguments timm takes as classes, here given by name (looked up in timm.layers)
+# constructor arguments timm takes as classes, here given by name (looked up in timm.layers,
+# then in timm's vision_transformer module, where its block classes are)
 CLASS_KEYS = ('mlp_layer', 'embed_layer', 'block_fn')
+CLASS_MODULES = (timm.layers, timm.models.vision_transformer)
 
 
 def _config_error(key: str, value, expected: str) -> ValueError:
@@ -98,14 +100,15 @@ def check_timm_kwargs(timm_kwargs: Dict, out_type: str) -> Dict:
             raise _config_error(where, value, "is refused with out_type='cls_token': there is "
                                 'no class token to return')
         if key in CLASS_KEYS and isinstance(value, str):
-            found = getattr(timm.layers, value, None)
+            found = next((getattr(m, value) for m in CLASS_MODULES if hasattr(m, value)), None)
             if not callable(found):  # a class, or a partial of one (SwiGLUPacked)
-                raise _config_error(where, value, 'is not a class of timm.layers')
+                raise _config_error(where, value, 'is not a class of timm.layers or '
+                                    'timm.models.vision_transformer')
             resolved[key] = found
     return resolved
 
 
-def _create_timm_vit(arch: str, **kwargs) -> VisionTransformer:
+def _create_timm_vit(arch: str, timm_kwargs: Dict, **kwargs) -> VisionTransformer:
     if not timm.is_model(arch):
         close = difflib.get_close_matches(arch, timm.list_models(['vit_*', 'deit*']), n=5)
         raise _config_error('arch', arch, 'is not a timm architecture name' + (
@@ -117,9 +120,14 @@ def _create_timm_vit(arch: str, **kwargs) -> VisionTransformer:
                                 "DeiT's distilled archs: use the plain arch, the loader drops the "
                                 'distillation token')
     try:
-        vit = timm.create_model(arch, pretrained=False, num_classes=0, global_pool='', **kwargs)
-    except (AssertionError, TypeError) as err:  # a variant that cannot be a bare backbone
-        raise unsupported from err
+        vit = timm.create_model(arch, pretrained=False, num_classes=0, global_pool='', **kwargs,
+                                **timm_kwargs)
+    except (AssertionError, TypeError, ValueError, KeyError) as err:
+        if timm_kwargs:  # the user's arguments, or the arch, may be what timm refuses
+            raise _config_error('timm_kwargs', {k: getattr(v, '__name__', v) for k, v in
+                                                timm_kwargs.items()},
+                                f'does not build with arch={arch!r}: timm says {err!r}') from err
+        raise unsupported from err  # a variant that cannot be a bare backbone
     if type(vit) is not VisionTransformer:
         raise unsupported
     return vit
@@ -193,9 +201,12 @@ class ViT(VisionTransformer, BaseModule):
                          num_heads=num_heads, mlp_ratio=mlp_ratio)
         overrides = {k: v for k, v in overrides.items() if v is not None}
         size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        vit = _create_timm_vit(arch, img_size=size, drop_path_rate=drop_path_rate,
-                               dynamic_img_size=True, **overrides,
-                               **check_timm_kwargs(dict(timm_kwargs or {}), out_type))
+        vit = _create_timm_vit(arch, check_timm_kwargs(dict(timm_kwargs or {}), out_type),
+                               img_size=size, drop_path_rate=drop_path_rate,
+                               dynamic_img_size=True, **overrides)
+        if out_type == 'cls_token' and vit.cls_token is None:
+            raise _config_error('out_type', out_type, f'needs a class token; arch={arch!r} has '
+                                'none (its registers are not one)')
         patch = vit.patch_embed.patch_size
         if any(s % p for s, p in zip(size, patch)):
             raise _config_error('img_size', img_size, f'does not divide by the patch size {patch}')
@@ -226,6 +237,10 @@ class ViT(VisionTransformer, BaseModule):
     def _add_context_broadcasting(self, block: nn.Module) -> None:
         block.cb = ContextBroadcasting(self.embed_dims, scaled=self.cb_scaled)
         part = CB_POSITIONS[self.cb_position]
+        if part is not None and not hasattr(block, part):
+            raise _config_error('cb_position', self.cb_position, f'hooks each block\'s {part}, '
+                                f'which a {type(block).__name__} does not have; use '
+                                "cb_position='block'")
         target = block if part is None else getattr(block, part)
         target.register_forward_hook(block.cb.output_hook)
 
@@ -248,7 +263,8 @@ class ViT(VisionTransformer, BaseModule):
         if self.out_type == 'featmap':
             outs = self.forward_intermediates(x, indices=indices, output_fmt='NCHW',
                                               intermediates_only=True)
-            return tuple(self._final(i, out.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            # contiguous NCHW, as timm's maps are (mmcv's CPU RoIAlign needs it)
+            return tuple(self._final(i, out.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
                          if self._normed(i) else out for i, out in zip(indices, outs))
         outs = self.forward_intermediates(x, indices=indices, return_prefix_tokens=True,
                                           output_fmt='NLC', intermediates_only=True)

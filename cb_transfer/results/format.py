@@ -1,6 +1,8 @@
 """How numbers, intervals and rows are written, everywhere a table, report or figure shows them."""
 from typing import Optional, Sequence
 
+from ..experiment import CONTROL
+
 
 def num(value: Optional[float], digits: int = 2, sign: bool = False, missing: str = '-') -> str:
     """A number with ``digits`` decimals (``sign``: always with its sign); ``missing`` for
@@ -18,7 +20,7 @@ def interval(ci: Optional[Sequence[float]], digits: int = 2, sign: bool = False,
     return f'[{num(ci[0], digits, sign)}, {num(ci[1], digits, sign)}]'
 
 
-DEFAULT_ARMS = ('', 'plain', '+CB(mlp)')   # the arms a label need not name
+DEFAULT_ARMS = ('', CONTROL, '+CB(mlp)')   # the arms a label need not name
 
 
 def arch_name(arch: str) -> str:
@@ -29,8 +31,8 @@ def arch_name(arch: str) -> str:
 def arm_text(row) -> str:
     """A row's arm, and its control where that is not ``plain``: ``'+CB(mlp)'``,
     ``'+CB(mlp)+reg4 vs +reg4'``."""
-    arm, control = getattr(row, 'arm', ''), getattr(row, 'control', 'plain')
-    if control in ('', 'plain') or getattr(row, 'contrast', ''):
+    arm, control = getattr(row, 'arm', ''), getattr(row, 'control', CONTROL)
+    if control in ('', CONTROL) or getattr(row, 'contrast', ''):
         return arm
     return f'{arm} vs {control}'
 

@@ -165,7 +165,7 @@ def _sources(arm: List[Run]) -> str:
 
 def _protocol_notes(sample: Run, runs: List[Run]) -> List[str]:
     """What a row's weights say against the protocol it declares: in the two-stage protocol
-    each arm starts from its own checkpoint, pretrained with CB exactly where the arm has it."""
+    each arm starts from its own checkpoint, pretrained as that arm (the same changes)."""
     arms = {r.arm for r in runs}
     if sample.protocol != 'two-stage' or len(arms) < 2:
         return []
@@ -182,10 +182,10 @@ def _protocol_notes(sample: Run, runs: List[Run]) -> List[str]:
                      'the two-stage protocol')
     for arm in sorted(arms):
         wrong = [r for r in runs if r.arm == arm and r.weights
-                 and r.weights.get('pretrained_with_cb') not in (None, r.cb)]
+                 and r.weights.get('pretrained_arm') not in (None, r.arm)]
         if wrong:
-            notes.append(f'{where}: the {arm} arm started from weights pretrained with '
-                         f'cb={not wrong[0].cb} ({_sources(wrong)})')
+            notes.append(f'{where}: the {arm} arm started from weights pretrained as '
+                         f"{wrong[0].weights['pretrained_arm']} ({_sources(wrong)})")
     return notes
 
 

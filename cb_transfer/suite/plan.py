@@ -59,9 +59,8 @@ from typing import Dict, List, Optional, Tuple
 from mmengine.config import Config
 
 from ..config_lookup import find_config, find_suite
-from ..experiment import differences
+from ..experiment import CONTROL, arm_options, differences  # CONTROL: the compared-with arm
 
-CONTROL = 'plain'                 # the arm every other arm of an entry is compared with
 ENTRY_KEYS = ('weights', 'seeds', 'protocol')   # what an entry holds besides its arms
 ZOO_PAIR = 'zoo-pair'
 UPSTREAM = 'upstream'
@@ -290,16 +289,18 @@ def _source(spec: str, upstream: Dict[str, dict], where: str) -> Source:
                              f'which has {sorted(upstream[name]["arms"])}')
         return Source(upstream=name, arm=arm)
     if '/' not in spec and not spec.endswith(('.pth', '.pt', '.bin', '.safetensors')):
-        raise SuiteError(f"{where}: '{spec}' is neither an upstream run (NAME.plain or NAME.cb; "
-                         f'upstream here: {sorted(upstream) or "none"}) nor a checkpoint file')
+        raise SuiteError(f"{where}: '{spec}' is neither an upstream run (NAME.ARM, e.g. "
+                         f'NAME.plain; upstream here: {sorted(upstream) or "none"}) nor a '
+                         'checkpoint file')
     return Source(file=spec)
 
 
-def _check_twins(arms: Dict[str, str], options_for, where: str) -> None:
+def _check_twins(arms: Dict[str, str], options_for, where: str) -> Dict[str, dict]:
     """Refuse a treatment whose config (with the suite's options) differs from the control's in
-    more than its backbone options and where its weights come from, naming the first keys."""
+    more than its backbone options and where its weights come from, naming the first keys.
+    Returns each arm's backbone options (:func:`~cb_transfer.experiment.arm_options`)."""
     if len(arms) < 2:
-        return
+        return {}
     resolved = {}
     for arm, config in arms.items():
         cfg = Config.fromfile(config)
@@ -312,6 +313,7 @@ def _check_twins(arms: Dict[str, str], options_for, where: str) -> None:
                 f'{where}: the arms are not twins: besides their backbone options and weights, '
                 f'{Path(arms[CONTROL]).name} ({CONTROL}) and {Path(arms[arm]).name} ({arm}) '
                 'differ in\n  ' + '\n  '.join(found))
+    return {arm: arm_options(cfg) for arm, cfg in resolved.items()}
 
 
 def _weights(entry: dict, arms: Dict[str, str], upstream: Dict[str, dict],
@@ -333,7 +335,7 @@ def _weights(entry: dict, arms: Dict[str, str], upstream: Dict[str, dict],
                              f'{sorted(upstream) or "none"})')
         sources = {arm: _source(f'{spec}.{arm}', upstream, where) for arm in arms}
     elif not isinstance(spec, dict) or set(spec) != set(arms):
-        raise SuiteError(f'{where}: weights must be an upstream name or dict(plain=..., cb=...) '
+        raise SuiteError(f'{where}: weights must be an upstream name or dict(ARM=..., ...) '
                          f'with a source for each arm ({", ".join(arms)}); got {spec!r}')
     else:
         sources = {arm: _source(spec[arm], upstream, where) for arm in arms}
@@ -472,8 +474,15 @@ def load_plan(suite: str, work_dir: Optional[str] = None) -> Plan:
         if not isinstance(entry, dict):
             raise SuiteError(f'{entry_where}: give dict(plain=CONFIG, cb=CONFIG, weights=...)')
         arms = _arms(entry, entry_where)
-        _check_twins(arms, options_for, entry_where)
+        backbones = _check_twins(arms, options_for, entry_where)
         sources, protocol = _weights(entry, arms, upstream, entry_where)
+        changed = [arm for arm, options in backbones.items()
+                   if options.get('timm_kwargs') != backbones[CONTROL].get('timm_kwargs')]
+        if protocol == CB_AT_FINETUNE and changed:
+            raise SuiteError(f"{entry_where}: {', '.join(changed)} change timm_kwargs but start "
+                             f"from the same checkpoint as {CONTROL}: a change to the model needs "
+                             'weights pretrained with it (give each arm its own upstream arm); '
+                             'only CB, which adds no weights, can be switched on at fine-tuning')
         entry_seeds = _seeds(entry['seeds'], entry_where, 'seeds') if 'seeds' in entry else seeds
         for arm, config in arms.items():
             arm_protocol = protocol or Config.fromfile(config).get('protocol') or 'as configured'
