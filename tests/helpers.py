@@ -210,23 +210,30 @@ def side_by_side(cwd) -> Iterator:
             _kill(proc)
 
 
-def kill_after(proc: subprocess.Popen, work_dir: Path, checkpoint: str, timeout=600) -> None:
+def kill_when(proc: subprocess.Popen, done, what: str, timeout=600) -> None:
     """Kill a started command (SIGKILL, as a crash or a pre-empted job would end) as soon as
-    mmengine has recorded ``checkpoint`` as its last one."""
-    marker = work_dir / 'last_checkpoint'
+    ``done()`` is true; fail if it ends first or ``timeout`` passes (``what``: the awaited state,
+    for the message)."""
     deadline = time.time() + timeout
     try:
-        while not (marker.exists() and marker.read_text().strip().endswith(checkpoint)):
+        while not done():
             if proc.poll() is not None:
-                pytest.fail(f'{proc.args} ended ({proc.returncode}) before saving {checkpoint}')
+                pytest.fail(f'{proc.args} ended ({proc.returncode}) before {what}')
             if time.time() > deadline:
-                pytest.fail(f'{proc.args} did not save {checkpoint} in {timeout} s')
+                pytest.fail(f'{proc.args} did not reach {what} in {timeout} s')
             time.sleep(0.05)
     finally:
         _kill(proc)
         for log in proc.logs:
             log.close()
     assert proc.returncode == -signal.SIGKILL, 'the run finished before it could be killed'
+
+
+def kill_after(proc: subprocess.Popen, work_dir: Path, checkpoint: str, timeout=600) -> None:
+    """Kill a started command as soon as mmengine has recorded ``checkpoint`` as its last one."""
+    marker = work_dir / 'last_checkpoint'
+    kill_when(proc, lambda: marker.exists() and marker.read_text().strip().endswith(checkpoint),
+              f'saving {checkpoint}', timeout)
 
 
 # ---- a toy Runner -------------------------------------------------------------------------
@@ -317,17 +324,5 @@ def job_processes(job_id: str) -> List[int]:
 
 def kill_after_line(proc: subprocess.Popen, path: Path, lines: int, timeout=600) -> None:
     """Kill a started command (SIGKILL) as soon as ``path`` holds ``lines`` complete lines."""
-    deadline = time.time() + timeout
-    try:
-        while not (path.exists() and path.read_text().count('\n') >= lines):
-            if proc.poll() is not None:
-                pytest.fail(f'{proc.args} ended ({proc.returncode}) before {path} had {lines} '
-                            'lines')
-            if time.time() > deadline:
-                pytest.fail(f'{path} did not reach {lines} lines in {timeout} s')
-            time.sleep(0.05)
-    finally:
-        _kill(proc)
-        for log in proc.logs:
-            log.close()
-    assert proc.returncode == -signal.SIGKILL, 'the run finished before it could be killed'
+    kill_when(proc, lambda: path.exists() and path.read_text().count('\n') >= lines,
+              f'{path} had {lines} lines', timeout)

@@ -295,15 +295,21 @@ def multi_task(cluster, two_process_reference, smoke_cwd):
     return out
 
 
+def task_nodes(task_logs: list, node_list: str) -> set:
+    """The nodes the tasks of a 2-task job ran on, as each task's log line says (``task T of 2
+    on node N of NODE_LIST``, ``node_list`` a pattern of the job's node list)."""
+    nodes = set()
+    for task, log in enumerate(task_logs):
+        found = re.search(rf'task {task} of 2 on node (n\d) of {node_list}', log)
+        assert found, log[-3000:]
+        nodes.add(found.group(1))
+    return nodes
+
+
 def test_a_two_task_job_is_one_run_of_two_processes_with_the_weights_of_dist_train(
         multi_task, two_process_reference):
     one_node = multi_task.one_node
-    nodes = set()
-    for task, log in enumerate(one_node.task_logs):
-        found = re.search(rf'task {task} of 2 on node (n\d) of (n\d)\n', log)
-        assert found, log[-3000:]
-        nodes.add(found.group(1))
-    assert len(nodes) == 1  # both tasks on one node
+    assert len(task_nodes(one_node.task_logs, r'n\d\n')) == 1  # both tasks on one node
     assert 'gloo backend, rank 0 of 2' in one_node.task_logs[0]
     record = one_node.run_dir.record
     assert record.cost['processes'] == 2 and record.launcher == 'pytorch'
@@ -324,12 +330,7 @@ def test_a_requeued_two_task_job_resumes_to_the_same_weights(multi_task, two_pro
 def test_one_task_on_each_of_two_nodes_gives_the_same_weights(multi_task,
                                                               two_process_reference):
     two_nodes = multi_task.two_nodes
-    nodes = set()
-    for task, log in enumerate(two_nodes.task_logs):
-        found = re.search(rf'task {task} of 2 on node (n\d) of n\[1-2\]', log)
-        assert found, log[-3000:]
-        nodes.add(found.group(1))
-    assert nodes == {'n1', 'n2'}  # each task on its own node
+    assert task_nodes(two_nodes.task_logs, r'n\[1-2\]') == {'n1', 'n2'}  # a node each
     assert 'gloo backend, rank 0 of 2' in two_nodes.task_logs[0]
     assert_same_weights(state_dict(two_nodes.run_dir.record.checkpoint),
                         state_dict(two_process_reference.checkpoint))
