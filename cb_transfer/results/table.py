@@ -134,7 +134,8 @@ def build_table(runs: Sequence[Run], problems: Sequence[str] = (),
                 row.control = control if plain and treatment else ''
                 row.costs = _costs(plain, treated, by_name)
                 entries.append((row, (plain, treated)))
-            notes.extend(_protocol_notes(sample, plain + treated))
+        every_run = [run for runs in arms.values() for run in runs]
+        notes.extend(_protocol_notes(every_run[0], every_run))  # once for all the arms
         for factors in _factorials(arms, control):
             sample = plain[0]
             for metric in metrics or _logged_defaults(sample.task, plain):
