@@ -2,7 +2,9 @@
 and stop commands. (Fixtures live in conftest.py; tests import helpers from here.)"""
 import contextlib
 import itertools
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,6 +92,18 @@ def arms_suite_file(directory: Path) -> Path:
         seg=[f'{SMOKE}/upernet_vit-tiny-p8{t}_1xb4-240iter_smoke-ade20k-64x64.py'
              for t in ARM_TAGS]))
     return path
+
+
+def copy_runs(source: Path, work_dir: Path, *parts) -> None:
+    """Finished runs of a suite's work dir (``parts``, relative to it), copied into another
+    one's (without their robustness evaluations), their records pointing at the copies."""
+    for part in parts:
+        shutil.copytree(source / part, work_dir / part, symlinks=True,
+                        ignore=shutil.ignore_patterns('robustness'))
+        for done in (work_dir / part).rglob('record.json'):
+            record = json.loads(done.read_text())
+            record['checkpoint'] = str(done.parent / Path(record['checkpoint']).name)
+            done.write_text(json.dumps(record))
 
 
 def suite_command(suite: Path, work_dir: Path, *args) -> list:

@@ -4,14 +4,14 @@ evaluation-only stage: recorded with each run, resumed after a kill, in the tabl
 import importlib.util
 import json
 import re
-import shutil
 import sysconfig
 from pathlib import Path
 
 import mmengine
 import numpy as np
 import pytest
-from helpers import SEG, kill_after_line, recorded_runs, reduced_suite, run, start, suite_command
+from helpers import (SEG, copy_runs, kill_after_line, recorded_runs, reduced_suite, run, start,
+                     suite_command)
 
 from cb_transfer.robustness.corruptions import (BENCHMARK, FAMILIES, HELD_OUT, SEVERITIES,
                                                 SeededCorrupt, corrupt)
@@ -145,13 +145,7 @@ def test_a_killed_evaluation_resumes_without_repeating_finished_corruptions(loca
     source = local_suite.work_dir
     work_dir = tmp_path / 'robust'
     trained = Path('two-stage') / Path(SEG[0]).stem / 'pair0' / 'seed0'
-    for part in ('upstream', trained):
-        shutil.copytree(source / part, work_dir / part, symlinks=True,
-                        ignore=shutil.ignore_patterns('robustness'))
-    for done in work_dir.rglob('record.json'):  # where the copies lie now
-        record = json.loads(done.read_text())
-        record['checkpoint'] = str(done.parent / Path(record['checkpoint']).name)
-        done.write_text(json.dumps(record))
+    copy_runs(source, work_dir, 'upstream', trained)
     suite = reduced_suite(tmp_path, 'robust', detection=False, extra=f'''
         upstream_seeds = [0]
         seeds = [0]

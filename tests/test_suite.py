@@ -2,14 +2,13 @@
 console, resumable after an interruption, and a report."""
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
-from helpers import (REPO, SEG, SEG_ITERS, evaluations, finish, kill_after, recorded_runs,
-                     reduced_suite, run, start, suite_command)
+from helpers import (REPO, SEG, SEG_ITERS, copy_runs, evaluations, finish, kill_after,
+                     recorded_runs, reduced_suite, run, start, suite_command)
 from mmengine.config import Config
 
 from cb_transfer.robustness.metrics import is_robustness
@@ -29,15 +28,6 @@ def run_dirs(work_dir: Path, stage: str) -> list:
 
 def dumped_config(run_dir: Path) -> Config:
     return Config.fromfile(str(RunDir(run_dir).config_file()))
-
-
-def copy_upstream(source: Path, work_dir: Path) -> None:
-    """The session suite's finished pretraining runs, copied into ``work_dir``."""
-    shutil.copytree(source / 'upstream', work_dir / 'upstream')
-    for done in (work_dir / 'upstream').rglob('record.json'):  # where the copies lie now
-        record = json.loads(done.read_text())
-        record['checkpoint'] = str(done.parent / Path(record['checkpoint']).name)
-        done.write_text(json.dumps(record))
 
 
 def test_the_reduced_default_suite_runs_both_stages_with_two_pairs(local_suite):
@@ -168,7 +158,7 @@ def test_an_interrupted_suite_resumes_to_the_same_numbers(local_suite, tmp_path)
     suite.write_text(suite.read_text() + 'upstream_seeds = [0]\nseeds = [0]\ndownstream = ['
                      f"dict(plain={SEG[0]!r}, weights=dict(plain='vit_tiny.plain'))]\n")
     work_dir = tmp_path / 'interrupted'
-    copy_upstream(local_suite.work_dir, work_dir)
+    copy_runs(local_suite.work_dir, work_dir, 'upstream')
     cmd = suite_command(suite, work_dir, '--jobs', 1, '--threads', 1)  # in this process
     kill_after(start(cmd, cwd), work_dir / 'two-stage' / Path(SEG[0]).stem / 'pair0' / 'seed0',
                'iter_10.pth')
@@ -283,7 +273,7 @@ def test_two_invocations_on_one_work_dir_share_the_runs_and_both_report_them(loc
                              for k, v in cfg_options.items() if 'upernet' in k}})
         ''')
     work_dir = tmp_path / 'shared'
-    copy_upstream(local_suite.work_dir, work_dir)
+    copy_runs(local_suite.work_dir, work_dir, 'upstream')
     cmd = suite_command(suite, work_dir, '--jobs', 1, '--threads', 1)
     first, second = start(cmd, cwd), start(cmd, cwd)
     outs = [finish(first).stdout, finish(second).stdout]
