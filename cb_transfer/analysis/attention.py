@@ -120,7 +120,7 @@ class AttentionRecorder:
 
         recorder = AttentionRecorder(model)
         with recorder.recording():
-            for image in images:          # (1, 3, H, W), sides multiples of the patch size
+            for image in images:          # (1, 3, H, W)
                 recorder(image)
         recorder.stats.means()
     """
@@ -173,11 +173,9 @@ class AttentionRecorder:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> None:
-        height, width = images.shape[-2:]
-        if height % self.patch[0] or width % self.patch[1]:
-            raise ValueError(f'input {height}x{width} does not divide by the patch size '
-                             f'{self.patch}')
-        self._grid = (height // self.patch[0], width // self.patch[1])
+        """Analyse (B, 3, H, W) inputs of any size: the patches are those of the grid the model
+        itself makes, ceil(H/p) x ceil(W/p) where it pads (``cb_transfer.ViT``)."""
+        self._grid = tuple(self.model.patch_embed.dynamic_feat_size(images.shape[-2:]))
         self.model(images)
         self.stats.images += images.shape[0]
 

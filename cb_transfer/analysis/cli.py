@@ -21,7 +21,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--max-images', type=int, default=8, help='images per checkpoint')
     parser.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'),
                         help="input size (default: the backbone's training size; for detection "
-                        "the test pipeline's resize scale, e.g. 800x1328)")
+                        "the test pipeline's resize scale, e.g. 800x1333; any size, the backbone "
+                        "pads)")
     parser.add_argument('--arch', help='timm architecture of a bare timm/DeiT file (inferred for '
                         'DeiT-Ti/-S/-B)')
     parser.add_argument('--cb', action='store_true',

@@ -36,8 +36,7 @@ def analyse(subjects: Sequence[Subject], images: Optional[str] = None, max_image
             subject.experiment = row.experiment
     for subject in subjects:
         model = build_backbone(subject)
-        patch = model.patch_embed.patch_size[0]
-        shape = tuple(size) if size else default_size(subject, patch)
+        shape = tuple(size) if size else default_size(subject)
         if images:
             files = image_files(images, max_images)
         elif subject.config:  # the runs of one row (and often of one task) share a data set

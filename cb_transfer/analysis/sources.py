@@ -160,9 +160,10 @@ def build_backbone(subject: Subject) -> ViT:
     return model.eval()
 
 
-def default_size(subject: Subject, patch: int) -> Tuple[int, int]:
+def default_size(subject: Subject) -> Tuple[int, int]:
     """(H, W) the images are resized to: the backbone's input size, or for detection the test
-    pipeline's resize scale (e.g. 1333x800 becomes 800x1328), rounded down to the patch size."""
+    pipeline's resize scale (e.g. 1333x800 becomes 800x1333; the backbone pads it to whole
+    patches, as it does in the detector)."""
     size = subject.backbone.get('img_size', 224)
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     if subject.task == 'detection' and subject.config:
@@ -171,7 +172,7 @@ def default_size(subject: Subject, patch: int) -> Tuple[int, int]:
         scale = next((t.get('scale') for t in pipeline if t.get('type') == 'Resize'), None)
         if scale:
             width, height = max(scale), min(scale)
-    return height // patch * patch, width // patch * patch
+    return height, width
 
 
 def normalisation(subject: Subject) -> dict:

@@ -7,8 +7,12 @@ embedding on prefix tokens, other norm and MLP layers, ...) and, with ``cb=True`
 Broadcasting on the chosen blocks. The backbone *is* that model: it adopts the timm model's
 modules, parameters and attributes under timm's names (so timm, DeiT, DeiT III and DINOv2
 checkpoints load strictly), takes its dense features from timm's ``forward_intermediates``
-(prefix tokens, registers included, dropped; any input size; activation checkpointing through
-``set_grad_checkpointing``) and its layer depths and no-decay set from timm's ``group_matcher`` and
+(prefix tokens, registers included, dropped; activation checkpointing through
+``set_grad_checkpointing``) and any input size from timm's ``dynamic_img_size`` and
+``dynamic_img_pad``: an input whose sides are no multiple of the patch size is padded with zeros at
+the bottom and right before the patch embedding, as mmseg's ``VisionTransformer`` pads (its
+``patch_pad='corner'``, the default with which mmseg's model zoo numbers were measured), and the
+position embedding is resampled to the padded grid (see docs/design.md, "Any input size") and its layer depths and no-decay set from timm's ``group_matcher`` and
 ``no_weight_decay``. CB attaches a :class:`ContextBroadcasting` to a block and applies it, through a
 forward hook, to the output of one of the block's parts; timm's ``Block.forward`` is untouched.
 """
@@ -35,16 +39,19 @@ from .pretrained import load_pretrained
 #   'block' x = CB(block(x))                             the block's output, after both adds
 # (drop path scales whole samples, so CB before or after it is the same.)
 CB_POSITIONS = {'mlp': 'ls2', 'attn': 'ls1', 'block': None}
-# What the backbone returns for each chosen block, in mmpretrain's terms: 'featmap' the patch tokens
-# as a (B, C, H/p, W/p) map (segmentation, detection), 'cls_token' the class token, (B, C)
-# (classification: with the final norm, timm's pre-logits).
+# What the backbone returns for each chosen block, in mmpretrain's terms: 'featmap' the patch
+# tokens as a (B, C, ceil(H/p), ceil(W/p)) map (segmentation, detection), 'cls_token' the class
+# token, (B, C) (classification: with the final norm, timm's pre-logits).
 OUT_TYPES = ('featmap', 'cls_token')
-# timm constructor arguments that cb_transfer.ViT sets itself (from its own keys), and those that
-# would make it something else than a dense backbone, with why
-OWN_KEYS = {'img_size': 'img_size', 'patch_size': 'patch_size', 'embed_dim': 'embed_dims',
-            'depth': 'depth', 'num_heads': 'num_heads', 'mlp_ratio': 'mlp_ratio',
-            'drop_path_rate': 'drop_path_rate', 'dynamic_img_size': None,
-            'final_norm': 'final_norm'}
+# timm constructor arguments that cb_transfer.ViT sets itself (from its own keys, or always), and
+# those that would make it something else than a dense backbone, with why
+OWN_KEYS = {'img_size': 'give img_size= instead', 'patch_size': 'give patch_size= instead',
+            'embed_dim': 'give embed_dims= instead', 'depth': 'give depth= instead',
+            'num_heads': 'give num_heads= instead', 'mlp_ratio': 'give mlp_ratio= instead',
+            'drop_path_rate': 'give drop_path_rate= instead',
+            'final_norm': 'give final_norm= instead',
+            'dynamic_img_size': 'always on: position embeddings follow the input',
+            'dynamic_img_pad': 'always on: inputs of any size are padded, as mmseg\'s ViT pads'}
 REFUSED = {
     'num_classes': 'only sizes the classifier head, which a backbone does not have',
     'global_pool': 'only pools for the classifier head, which a backbone does not have',
@@ -88,9 +95,7 @@ def check_timm_kwargs(timm_kwargs: Dict, out_type: str) -> Dict:
             raise _config_error(where, value, 'is not an argument of timm\'s VisionTransformer'
                                 + (f'; close: {", ".join(close)}' if close else ''))
         if key in OWN_KEYS:
-            own = OWN_KEYS[key]
-            raise _config_error(where, value, 'is set by cb_transfer.ViT itself' + (
-                f': give {own}= instead' if own else ' (position embeddings follow the input)'))
+            raise _config_error(where, value, f'is set by cb_transfer.ViT itself: {OWN_KEYS[key]}')
         if key in REFUSED:
             raise _config_error(where, value, f'is refused: it {REFUSED[key]}')
         if key == 'patch_drop_rate' and value:
@@ -154,8 +159,8 @@ class ViT(VisionTransformer, BaseModule):
         cb_layers: Block indices that get CB; None for all.
         out_indices: Blocks whose outputs are returned.
         out_type: ``'featmap'`` (default): each output is the block's patch tokens as a
-            (B, C, H/p, W/p) map; ``'cls_token'``: its class token, (B, C), as mmpretrain's
-            ``VisionTransformer`` returns it for ``VisionTransformerClsHead``.
+            (B, C, ceil(H/p), ceil(W/p)) map; ``'cls_token'``: its class token, (B, C), as
+            mmpretrain's ``VisionTransformer`` returns it for ``VisionTransformerClsHead``.
         final_norm: Apply the final norm to the output of the last block (when it is
             returned). By default on for ``'cls_token'`` (the final-normed class token is timm's
             pre-logits) and off for ``'featmap'``, where the backbone then has no final norm.
@@ -165,8 +170,9 @@ class ViT(VisionTransformer, BaseModule):
             :func:`load_pretrained`; other mmengine init configs work as usual.
 
     Shapes:
-        x: (B, 3, H, W), H and W multiples of the patch size -> a tuple of (B, C, H/p, W/p)
-        (``out_type='featmap'``) or of (B, C) (``'cls_token'``), one per ``out_indices``.
+        x: (B, 3, H, W), any H and W -> a tuple of (B, C, ceil(H/p), ceil(W/p))
+        (``out_type='featmap'``) or of (B, C) (``'cls_token'``), one per ``out_indices``; sides
+        that are no multiple of the patch size p are padded with zeros at the bottom and right.
     """
 
     def __init__(self,
@@ -203,7 +209,7 @@ class ViT(VisionTransformer, BaseModule):
         size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         vit = _create_timm_vit(arch, check_timm_kwargs(dict(timm_kwargs or {}), out_type),
                                img_size=size, drop_path_rate=drop_path_rate,
-                               dynamic_img_size=True, **overrides)
+                               dynamic_img_size=True, dynamic_img_pad=True, **overrides)
         if out_type == 'cls_token' and vit.cls_token is None:
             raise _config_error('out_type', out_type, f'needs a class token; arch={arch!r} has '
                                 'none (its registers are not one)')
