@@ -19,19 +19,23 @@ from cb_transfer.robustness.evaluate import RESULTS, corrupted_pipeline, read_re
 from cb_transfer.robustness.metrics import names, summarize
 from cb_transfer.run_dir import RunDir
 
-IMAGE = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
+# an odd size, neither side a multiple of 8 or 14, as real images are
+IMAGE = (np.random.default_rng(0).random((43, 61, 3)) * 255).astype(np.uint8)
 
 
-def test_every_corruption_of_the_package_runs_at_every_severity_here():
+def test_every_corruption_runs_at_every_severity_here_and_repeats_its_pixels_for_one_seed():
     """The 15 benchmark and 4 held-out corruptions at severities 1 to 5 (a dependency bump that
     breaks one fails here, not 22 evaluations into a run); glass_blur, gaussian_blur and fog
-    needed the compatibility layer under numpy 2 and scikit-image 0.26."""
+    needed the compatibility layer under numpy 2 and scikit-image 0.26, impulse_noise the
+    generator seeded from numpy's (scikit-image's random_noise draws from one of its own)."""
     assert len(BENCHMARK) == 15 and len(HELD_OUT) == 4
     assert set(BENCHMARK) == {c for family in FAMILIES.values() for c in family}
     for name in BENCHMARK + HELD_OUT:
         previous = None
         for severity in SEVERITIES:
             out = np.asarray(corrupt(IMAGE, name, severity, seed=0))
+            again = np.asarray(corrupt(IMAGE, name, severity, seed=0))
+            assert np.array_equal(out, again), (name, severity)  # the same seed, the same pixels
             assert out.shape == IMAGE.shape, (name, severity, out.shape)
             assert not np.array_equal(out.astype(np.uint8), IMAGE), (name, severity)
             if previous is not None:  # the severity changes the result

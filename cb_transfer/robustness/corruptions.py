@@ -9,6 +9,12 @@ kernels). So the published code runs as it is, and :func:`make_compatible` gives
 two names it expects: a ``gaussian`` that maps ``multichannel=True`` to ``channel_axis=-1``, and
 a ``np`` whose ``float_`` is ``float64`` (what it was), visible to that module only.
 
+Every corruption draws its randomness from numpy's global state, which :func:`corrupt` seeds,
+except ``impulse_noise``: it calls scikit-image's ``random_noise``, which draws from a generator
+of its own, freshly seeded from the operating system unless given one. The module's ``sk`` is
+therefore scikit-image with a ``random_noise`` that is handed a generator seeded from numpy's
+global state; the noise itself (salt and pepper, the published amounts) is scikit-image's.
+
 :class:`SeededCorrupt` is mmdet's ``Corrupt`` with the random draws of each image fixed by the
 corruption, severity and image file: both arms, and a re-run, see identical pixels.
 """
@@ -41,9 +47,29 @@ class _NumpyAsItWas(types.ModuleType):
         return getattr(np, name)
 
 
+class _SkimageSeeded(types.ModuleType):
+    """scikit-image, whose ``util.random_noise`` draws from numpy's global state."""
+
+    def __init__(self) -> None:
+        import skimage.util
+        super().__init__('skimage')
+        self.util = types.SimpleNamespace(random_noise=self._random_noise)
+        self._random_noise_of_skimage = skimage.util.random_noise
+
+    def _random_noise(self, image, mode='gaussian', rng=None, **kwargs):
+        if rng is None:
+            rng = np.random.default_rng(np.random.randint(2 ** 31))
+        return self._random_noise_of_skimage(image, mode=mode, rng=rng, **kwargs)
+
+    def __getattr__(self, name):
+        import skimage
+        return getattr(skimage, name)
+
+
 def make_compatible() -> None:
-    """Let imagecorruptions' published code run under numpy 2 and scikit-image >= 0.19
-    (idempotent; changes nothing outside that module)."""
+    """Let imagecorruptions' published code run under numpy 2 and scikit-image >= 0.19, every
+    corruption drawing from numpy's global state (idempotent; changes nothing outside that
+    module)."""
     from imagecorruptions import corruptions
     if getattr(corruptions.gaussian, 'compatible', False):
         return
@@ -57,6 +83,7 @@ def make_compatible() -> None:
     gaussian_compatible.compatible = True
     corruptions.gaussian = gaussian_compatible
     corruptions.np = _NumpyAsItWas('numpy')
+    corruptions.sk = _SkimageSeeded()
 
 
 def corrupt(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
