@@ -1,15 +1,24 @@
-"""``make check-full`` / ``tools/check_full.py``: every full-size config takes real steps.
+"""``make check-full`` / ``tools/check_full.py``: every full-size config takes real steps, on
+generated data or, as a rehearsal before booking a cluster, on the user's own.
 
 Each full-size config (ImageNet pretraining at 224, ADE20K UPerNet and Semantic FPN at 512x512,
-COCO Mask R-CNN 1x and 3x multi-scale at 1333x800) is built as it is, on generated data in the
-real layouts written where the configs look for their data (``data/imagenet``,
-``data/ade/ADEChallengeData2016``, ``data/coco`` under the check's folder), trained for two
-iterations at batch 2 (UPerNet's pooling module has BatchNorm on 1x1 maps, which cannot train
-on one image) and validated on one image, on this machine's device (the CPU here, a GPU where
-there is one). What changes: batch size, schedule length (learning-rate schedules that would
-begin after the check's two iterations are left out), no pretrained file (the check is about
-the pipeline, not about numbers) and no checkpoint written; everything else (pipelines,
-resolutions, models, heads, losses, optimizers, evaluators) is the config's own.
+COCO Mask R-CNN 1x and 3x multi-scale at 1333x800) is built as it is, trained for two iterations
+at batch 2 (UPerNet's pooling module has BatchNorm on 1x1 maps, which cannot train on one image)
+and validated on two images, on this machine's device (the CPU here, a GPU where there is one).
+
+The data: by default generated sets in the real layouts (``cb_transfer.data``: odd sizes,
+portrait and landscape, grayscale and CMYK files, crowd and empty COCO images, ...), written
+under the check's folder. With ``--imagenet``, ``--ade20k`` or ``--coco ROOT`` the configs of
+those families read the user's data instead (the rehearsal): each root is first inspected
+against each config's data sets (:func:`cb_transfer.data.layout.inspect_root`: layout,
+annotation files, class labels) and a config whose root has problems is not run; they are
+listed with what to do. Either way the data sets' ``data_root`` becomes the root and they keep
+their first ``--train-images`` and ``--val-images`` images (mmengine's ``indices``).
+
+What else changes: batch size, schedule length (learning-rate schedules that would begin after
+the check's two iterations are left out), no pretrained file (the check is about the pipeline,
+not about numbers) and no checkpoint written; everything else (pipelines, resolutions, models,
+heads, losses, optimizers, evaluators) is the config's own.
 """
 import argparse
 import gc
@@ -19,16 +28,20 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from .config_lookup import CONFIGS
+from .data.layout import FAMILIES
 
-FAMILIES = ('imagenet', 'ade20k', 'coco')
 BATCH, ITERATIONS = 2, 2
-# the images each data set gets: as large as the real data's, a few of them
-IMAGES = dict(imagenet=dict(num_train=BATCH * ITERATIONS, num_val=1, size=256),
-              ade20k=dict(num_train=BATCH * ITERATIONS, num_val=1, size=512),
-              coco=dict(num_train=BATCH * ITERATIONS, num_val=1, size=640))
+# validated images: a landscape and a portrait one (of the generated COCO set: a crowd and an
+# empty image)
+VAL_IMAGES = 2
+# the images each generated data set gets: as large as the real data's, a few of them (COCO: one
+# of each kind of image, see cb_transfer.data.synthetic.COCO_VARIETY)
+IMAGES = dict(imagenet=dict(num_train=BATCH * ITERATIONS, num_val=VAL_IMAGES, size=256),
+              ade20k=dict(num_train=BATCH * ITERATIONS, num_val=VAL_IMAGES, size=600),
+              coco=dict(num_train=8, num_val=VAL_IMAGES, size=640))
 
 
 def full_size_configs(families=FAMILIES, sizes: Optional[str] = None,
@@ -47,20 +60,40 @@ def full_size_configs(families=FAMILIES, sizes: Optional[str] = None,
     return configs
 
 
-def write_data(root: Path) -> None:
-    """The generated data sets where the full-size configs look for them, under ``root``."""
+def write_data(root: Path) -> Dict[str, Path]:
+    """The generated data sets in the real layouts under ``root``: {family: data root}."""
     from .data import make_ade20k, make_coco, make_imagenet
-    make_imagenet(root / 'data' / 'imagenet', **IMAGES['imagenet'])
-    make_ade20k(root / 'data' / 'ade' / 'ADEChallengeData2016', **IMAGES['ade20k'])
     from mmdet.datasets import CocoDataset
-    # every COCO category in the annotations, as the evaluator maps the 80 labels to them
-    make_coco(root / 'data' / 'coco', classes=CocoDataset.METAINFO['classes'],
-              **IMAGES['coco'])
+    return dict(
+        imagenet=make_imagenet(root / 'data' / 'imagenet', **IMAGES['imagenet']),
+        ade20k=make_ade20k(root / 'data' / 'ade' / 'ADEChallengeData2016', **IMAGES['ade20k']),
+        # every COCO category in the annotations, as the evaluator maps the 80 labels to them
+        coco=make_coco(root / 'data' / 'coco', classes=CocoDataset.METAINFO['classes'],
+                       **IMAGES['coco']))
+
+
+def data_options(cfg, root: Path, train_images: int, val_images: int) -> dict:
+    """The config's data sets read ``root``, their first ``train_images`` and ``val_images``;
+    a COCO evaluator reads the val data set's annotation file there."""
+    from .data.layout import datasets_of
+    options = {}
+    for split, key, dataset in datasets_of(cfg):
+        keys = [key]
+        if split == 'val' and cfg.get('test_dataloader'):  # the configs test on val
+            keys.append(key.replace('val_', 'test_', 1))
+        for k in keys:
+            options[f'{k}.data_root'] = str(root)
+            options[f'{k}.indices'] = train_images if split == 'train' else val_images
+        for evaluator in ('val_evaluator', 'test_evaluator'):
+            if split == 'val' and isinstance(cfg.get(evaluator), dict) and \
+                    cfg[evaluator].get('ann_file'):
+                options[f'{evaluator}.ann_file'] = str(root / dataset['ann_file'])
+    return options
 
 
 def check_options(cfg) -> dict:
-    """What the check changes in a config: batch 2, two iterations, one validation image, no
-    pretrained file, no checkpoint, no schedule beginning after the end."""
+    """What the check changes in a config: batch 2, two iterations, no pretrained file, no
+    checkpoint, no schedule beginning after the end."""
     options = {'train_dataloader.batch_size': BATCH, 'train_dataloader.num_workers': 0,
                'train_dataloader.persistent_workers': False,
                'val_dataloader.batch_size': 1, 'val_dataloader.num_workers': 0,
@@ -85,13 +118,28 @@ class Outcome:
     detail: str
 
 
-def check(config: Path) -> Outcome:
-    """Train two iterations and validate one image with ``config``."""
+def family_of(config: Path) -> str:
+    """The family (``imagenet``, ``ade20k``, ``coco``) of a full-size config, by its folder."""
+    return config.parent.name
+
+
+def check(config: Path, root: Path, train_images: int = BATCH * ITERATIONS,
+          val_images: int = VAL_IMAGES) -> Outcome:
+    """Inspect ``root`` for ``config``'s data sets; if nothing is wrong, train two iterations on
+    its first ``train_images`` images and validate its first ``val_images``."""
+    from .data.layout import inspect_root
     from .launch import load_config, train
     start = time.time()
     try:
         cfg = load_config(str(config), work_dir=f'work_dirs/{config.stem}')
+        problems = inspect_root(family_of(config), root, cfg, images=max(train_images,
+                                                                          val_images))
+        if problems:
+            return Outcome(config.name, False, time.time() - start,
+                           'not run, the data are not what it reads:\n' +
+                           '\n'.join(f'    - {p}' for p in problems))
         cfg.merge_from_dict(check_options(cfg))
+        cfg.merge_from_dict(data_options(cfg, Path(root).resolve(), train_images, val_images))
         runner = train(cfg)
         metrics = runner.message_hub.log_scalars
         shown = [k for k in metrics if k.startswith('val/')
@@ -110,26 +158,44 @@ def check(config: Path) -> Outcome:
 def main(argv: Optional[List[str]] = None) -> int:
     from .launch import forget_tools_dir
     forget_tools_dir()
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        epilog='Rehearse on your data: tools/check_full.py --ade20k data/ade/ADEChallengeData2016 '
+               '--coco data/coco --imagenet data/imagenet --sizes s (any of the three roots; '
+               'only their families run).')
     parser.add_argument('--families', nargs='+', choices=FAMILIES, default=list(FAMILIES))
+    for family, layout in (('imagenet', 'train/, val/, meta/{train,val}.txt'),
+                           ('ade20k', 'ADEChallengeData2016: images/ and annotations/'),
+                           ('coco', 'annotations/instances_{train,val}2017.json, train2017/, '
+                                    'val2017/')):
+        parser.add_argument(f'--{family}', metavar='ROOT', type=Path,
+                            help=f'your {family} root ({layout}) instead of generated data')
+    parser.add_argument('--train-images', type=int, default=BATCH * ITERATIONS,
+                        help='training images each data set keeps (default %(default)s)')
+    parser.add_argument('--val-images', type=int, default=VAL_IMAGES,
+                        help='validation images each data set keeps (default %(default)s)')
     parser.add_argument('--sizes', help="DeiT sizes to check (e.g. 't' or 'tsb'; default all)")
     parser.add_argument('--configs', nargs='+', metavar='NAME.py',
                         help='config file names to check (default all)')
     parser.add_argument('--work-dir', default='work_dirs/check_full',
                         help='where the data and the runs go')
     args = parser.parse_args(argv)
-    configs = full_size_configs(args.families, args.sizes, args.configs)
-    root = Path(args.work_dir).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    os.chdir(root)  # the configs read data/... relative to where they run
-    write_data(root)
+    given = {f: getattr(args, f).resolve() for f in FAMILIES if getattr(args, f) is not None}
+    families = [f for f in args.families if f in given] if given else args.families
+    configs = full_size_configs(families, args.sizes, args.configs)
+    work_dir = Path(args.work_dir).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    os.chdir(work_dir)  # the runs write work_dirs/... where they run
+    roots = given or write_data(work_dir)
     import torch
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'
-    print(f'{len(configs)} full-size configs, {ITERATIONS} training iterations at batch {BATCH} and 1 '
-          f'validation image each, on {device}; data and runs in {root}', flush=True)
+    data = ', '.join(f'{f} {roots[f]}' for f in families) if given else 'generated data'
+    print(f'{len(configs)} full-size configs, {ITERATIONS} training iterations at batch {BATCH} '
+          f'and {args.val_images} validation images each, on {device}; data: {data}; runs in '
+          f'{work_dir}', flush=True)
     outcomes = []
     for index, config in enumerate(configs, 1):
-        outcome = check(config)
+        outcome = check(config, roots[family_of(config)], args.train_images, args.val_images)
         outcomes.append(outcome)
         print(f'[{index}/{len(configs)}] {"ok  " if outcome.ok else "FAIL"} {config.name} '
               f'({outcome.seconds:.0f} s): {outcome.detail}', flush=True)

@@ -1,9 +1,11 @@
 """Where users already are: cb_transfer as a wheel installed into an environment of their own
 (its configs inside it), and the check of that environment."""
+import json
 import re
 import shutil
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from helpers import REPO, run
@@ -114,12 +116,83 @@ FULL_SIZE = ['deit-t16_8xb128-300e_in1k-224.py', 'upernet_deit-t16_8xb2-160k_ade
 def test_one_full_size_config_per_family_takes_two_steps_and_validates(tmp_path):
     out = run([sys.executable, REPO / 'tools' / 'check_full.py', '--configs', *FULL_SIZE,
                '--work-dir', tmp_path], tmp_path, env=dict(OMP_NUM_THREADS='2')).stdout
-    assert '4 full-size configs, 2 training iterations at batch 2 and 1 validation image' in out
+    assert '4 full-size configs, 2 training iterations at batch 2 and 2 validation images each' \
+        in out and 'data: generated data' in out
     for name in FULL_SIZE:
         assert re.search(rf'\] ok   {re.escape(name)} \(\d+ s\): 2 iterations, validated: \w', out), out
     assert '4 of 4 configs took their steps' in out
     # at the real resolutions: the dumped configs read the real data layouts
     assert (tmp_path / 'data' / 'coco' / 'annotations' / 'instances_train2017.json').is_file()
+
+
+REAL_SAMPLES = REPO.parent / 'shared' / 'real_samples'
+# the VOC names of the sample's categories that COCO spells otherwise (its README)
+VOC_TO_COCO = {'sofa': 'couch', 'tv/monitor': 'tv', 'diningtable': 'dining table',
+               'motorbike': 'motorcycle', 'aeroplane': 'airplane'}
+
+
+def real_roots(target: Path) -> dict:
+    """The real sample images in the layouts the full-size configs read (copied into the test's
+    own folder, never into the repository): three ADE20K images as both splits; three VOC photos
+    with their COCO JSON as both splits, its categories renamed and renumbered to COCO's, and
+    COCO's others added (the rehearsal asks for them: the evaluator needs every class's)."""
+    from mmdet.datasets import CocoDataset
+    ade, coco = target / 'ADEChallengeData2016', target / 'coco'
+    for split in ('training', 'validation'):
+        shutil.copytree(REAL_SAMPLES / 'ade20k' / 'images', ade / 'images' / split)
+        shutil.copytree(REAL_SAMPLES / 'ade20k' / 'annotations', ade / 'annotations' / split)
+    content = json.loads((REAL_SAMPLES / 'voc_coco' / 'annotations.json').read_text())
+    coco_ids = {name: i + 1 for i, name in enumerate(CocoDataset.METAINFO['classes'])}
+    renumbered = {}
+    for category in content['categories']:
+        name = VOC_TO_COCO.get(category['name'], category['name'])
+        renumbered[category['id']] = coco_ids.get(name)
+        category.update(name=name, id=coco_ids.get(name, 1000 + category['id']))
+    for annotation in content['annotations']:
+        annotation['category_id'] = renumbered[annotation['category_id']]
+    present = {c['name'] for c in content['categories']}
+    content['categories'] += [dict(id=i, name=name) for name, i in coco_ids.items()
+                              if name not in present]
+    (coco / 'annotations').mkdir(parents=True)
+    for split in ('train2017', 'val2017'):
+        shutil.copytree(REAL_SAMPLES / 'voc_coco' / 'JPEGImages', coco / split)
+        images = [dict(image, file_name=Path(image['file_name']).name)
+                  for image in content['images']]
+        (coco / 'annotations' / f'instances_{split}.json').write_text(
+            json.dumps(dict(content, images=images)))
+    return dict(ade20k=ade, coco=coco)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not REAL_SAMPLES.is_dir(), reason='the real sample images are not here')
+def test_the_rehearsal_trains_and_validates_full_size_configs_on_real_images(tmp_path):
+    """Real ADE20K sizes (683x512, 500x364, 400x300) crashed the UPerNet config's first
+    validation before the backbone padded; real VOC photos with a COCO JSON."""
+    roots = real_roots(tmp_path / 'real')
+    configs = ['upernet_deit-t16_8xb2-160k_ade20k-512x512.py', 'mask-rcnn_deit-t16_fpn_8xb2-1x_coco.py']
+    out = run([sys.executable, REPO / 'tools' / 'check_full.py', '--ade20k', roots['ade20k'],
+               '--coco', roots['coco'], '--configs', *configs, '--val-images', '3',
+               '--work-dir', tmp_path / 'runs'], tmp_path, env=dict(OMP_NUM_THREADS='2')).stdout
+    assert f"data: ade20k {roots['ade20k']}, coco {roots['coco']}" in out
+    assert '2 of 2 configs took their steps' in out, out
+    assert re.search(r'ok   upernet_deit-t16.*validated: aAcc \d', out), out
+    assert re.search(r'ok   mask-rcnn_deit-t16.*validated: coco/bbox_mAP', out), out
+
+
+def test_the_rehearsal_refuses_a_malformed_root_before_building_a_model(tmp_path):
+    for folder in ('images', 'annotations'):  # training's folders, empty; no validation's
+        (tmp_path / 'ade' / folder / 'training').mkdir(parents=True)
+    proc = run([sys.executable, REPO / 'tools' / 'check_full.py', '--ade20k', tmp_path / 'ade',
+                '--configs', 'upernet_deit-t16_8xb2-160k_ade20k-512x512.py', '--work-dir',
+                tmp_path / 'runs'], tmp_path, check=False)
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert 'FAIL upernet_deit-t16_8xb2-160k_ade20k-512x512.py' in out
+    assert 'not run, the data are not what it reads' in out
+    assert "images/validation' is not a folder: the val images or labels " \
+        "(val_dataloader.dataset.data_prefix.img_path = 'images/validation')" in out
+    assert "holds no .jpg images" in out  # training: the folder is there, empty
+    assert '0 of 1 configs took their steps' in out
 
 
 GPU_KIT = REPO / 'tools' / 'gpu_kit.py'
