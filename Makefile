@@ -20,9 +20,10 @@ test-fast: setup
 demo: setup
 	$(PY) tools/run_suite.py smoke
 
-# every full-size config takes two training steps and validates one image on this machine
+# every full-size config takes two training steps and validates two images on this machine, on
+# generated data or on yours: make check-full ARGS="--ade20k ROOT --coco ROOT --imagenet ROOT"
 check-full: setup
-	$(PY) tools/check_full.py
+	$(PY) tools/check_full.py $(ARGS)
 
 # the wheels and sources a bare, offline GPU machine needs (into gpu_kit/, ignored by git)
 gpu-kit: setup

@@ -1,6 +1,7 @@
 """Where users already are: cb_transfer as a wheel installed into an environment of their own
 (its configs inside it), and the check of that environment."""
 import json
+import os
 import re
 import shutil
 import sys
@@ -125,7 +126,10 @@ def test_one_full_size_config_per_family_takes_two_steps_and_validates(tmp_path)
     assert (tmp_path / 'data' / 'coco' / 'annotations' / 'instances_train2017.json').is_file()
 
 
-REAL_SAMPLES = REPO.parent / 'shared' / 'real_samples'
+# real labelled images (ADE20K, VOC in COCO's layout) where a developer's machine has them beside
+# the repository; never part of it
+REAL_SAMPLES = Path(os.environ.get('CB_TRANSFER_REAL_SAMPLES',
+                                   REPO.parent / 'shared' / 'real_samples'))
 # the VOC names of the sample's categories that COCO spells otherwise (its README)
 VOC_TO_COCO = {'sofa': 'couch', 'tv/monitor': 'tv', 'diningtable': 'dining table',
                'motorbike': 'motorcycle', 'aeroplane': 'airplane'}

@@ -25,7 +25,7 @@ def cb_reference(t):
 
 
 def reference_forward(vit, x, position, layers):
-    """The +CB forward written out by hand from timm's block parts (DESIGN.md's formulas).
+    """The +CB forward written out by hand from timm's block parts (docs/design.md, "The formula").
 
     DeiT's layer scales are identities, so ls1/ls2 (where CB's hooks sit) are left out.
     """

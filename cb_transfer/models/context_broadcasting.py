@@ -39,7 +39,7 @@ class ContextBroadcasting(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # One fused pass (lerp: x + w * (mean - x)) rather than three element-wise ops: on a CPU
-        # these passes are memory-bound (DESIGN.md, "Cost").
+        # these passes are memory-bound (docs/design.md, "Cost").
         weight = 0.5 if self.strength is None else self.strength
         return torch.lerp(x, x.mean(dim=1, keepdim=True), weight)
 

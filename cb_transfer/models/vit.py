@@ -8,13 +8,16 @@ Broadcasting on the chosen blocks. The backbone *is* that model: it adopts the t
 modules, parameters and attributes under timm's names (so timm, DeiT, DeiT III and DINOv2
 checkpoints load strictly), takes its dense features from timm's ``forward_intermediates``
 (prefix tokens, registers included, dropped; activation checkpointing through
-``set_grad_checkpointing``) and any input size from timm's ``dynamic_img_size`` and
-``dynamic_img_pad``: an input whose sides are no multiple of the patch size is padded with zeros at
-the bottom and right before the patch embedding, as mmseg's ``VisionTransformer`` pads (its
-``patch_pad='corner'``, the default with which mmseg's model zoo numbers were measured), and the
-position embedding is resampled to the padded grid (see docs/design.md, "Any input size") and its layer depths and no-decay set from timm's ``group_matcher`` and
-``no_weight_decay``. CB attaches a :class:`ContextBroadcasting` to a block and applies it, through a
-forward hook, to the output of one of the block's parts; timm's ``Block.forward`` is untouched.
+``set_grad_checkpointing``) and its layer depths and no-decay set from timm's ``group_matcher``
+and ``no_weight_decay``. CB attaches a :class:`ContextBroadcasting` to a block and applies it,
+through a forward hook, to the output of one of the block's parts; timm's ``Block.forward`` is
+untouched.
+
+Any input size (timm's ``dynamic_img_size`` and ``dynamic_img_pad``): an input whose sides are no
+multiple of the patch size is padded with zeros at the bottom and right before the patch
+embedding, as mmseg's ``VisionTransformer`` pads (``patch_pad='corner'``, its default, with which
+mmseg's model zoo numbers were measured), and the position embedding is resampled to the padded
+grid: see docs/design.md, "Any input size".
 """
 import difflib
 import inspect

@@ -1,7 +1,7 @@
 """Statistics of a row at the level of its design: the arms, the gain of +CB over plain with its
 interval, the variance components, and the power and cost of a design.
 
-The design (DESIGN.md, "Replication"): fine-tuning seeds are nested in pretraining pairs. Each run
+The design (docs/design.md, "Replication"): fine-tuning seeds are nested in pretraining pairs. Each run
 is a value keyed by ``(unit, seed)``. The *unit* is what is replicated independently: a
 pretraining pair (the plain and the +CB model pretrained with one seed), or, for runs trained from
 scratch, the seed itself; ``None`` is one fixed pair of checkpoints (files, or one pretraining

@@ -17,8 +17,8 @@ from .stats import gain, summarize
 
 DEFAULT_METRICS = {'classification': ['accuracy/top1', 'accuracy/top5'],
                    'segmentation': ['mIoU'], 'detection': ['coco/bbox_mAP', 'coco/segm_mAP']}
-# Public numbers for plain arms (DESIGN.md): mmseg's model zoo (UPerNet + DeiT, ADE20K, single
-# scale) and ViT-Adapter's plain-ViT Mask R-CNN 3x + MS baselines (DeiT init).
+# Public numbers for plain arms (docs/design.md, "Reference numbers"): mmseg's model zoo (UPerNet
+# + DeiT, ADE20K, single scale) and ViT-Adapter's plain-ViT Mask R-CNN 3x + MS baselines (DeiT).
 REFERENCES = {
     ('ADE20K', 'UPerNet', 'deit_small_patch16_224', '160k', 'mIoU'): 42.87,
     ('ADE20K', 'UPerNet', 'deit_base_patch16_224', '160k', 'mIoU'): 45.36,
