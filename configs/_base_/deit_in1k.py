@@ -58,7 +58,7 @@ param_scheduler = [
          convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=warmup_epochs),
 ]
-# EMA of the weights as DeiT's ModelEma (momentum = 1 - decay); random state in checkpoints, so
+# EMA of the weights as DeiT's ModelEma (momentum = 1 - decay); generators seeded by step, so
 # that --resume continues exactly (cb_transfer.ExactResumeHook)
 custom_hooks = [
     dict(type='EMAHook', momentum=4e-5, priority='ABOVE_NORMAL'),

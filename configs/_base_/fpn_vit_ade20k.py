@@ -46,5 +46,5 @@ train_dataloader = dict(batch_size=4)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
 
-# random state in checkpoints, so that --resume continues exactly (cb_transfer.ExactResumeHook)
+# generators seeded by step, so that --resume continues exactly (cb_transfer.ExactResumeHook)
 custom_hooks = [dict(type='cb_transfer.ExactResumeHook')]

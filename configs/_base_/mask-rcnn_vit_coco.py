@@ -48,5 +48,5 @@ optim_wrapper = dict(
             'cls_token': dict(decay_mult=0.),
         }))
 
-# random state in checkpoints, so that --resume continues exactly (cb_transfer.ExactResumeHook)
+# generators seeded by step, so that --resume continues exactly (cb_transfer.ExactResumeHook)
 custom_hooks = [dict(type='cb_transfer.ExactResumeHook')]
