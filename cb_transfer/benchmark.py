@@ -83,11 +83,6 @@ def counted_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
                    .total())
 
 
-def _sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-
-
 def _timer(device) -> Callable[[Callable], float]:
     def run(fn) -> float:
         if device.type == 'cuda':
@@ -301,8 +296,6 @@ def to_markdown(rows: List[Row], device: str) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from .launch import forget_tools_dir
-    forget_tools_dir()
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--archs', nargs='+', default=['deit-s'], choices=sorted(ARCHS))
     parser.add_argument('--sizes', nargs='+', type=int, default=[512])

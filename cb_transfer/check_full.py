@@ -156,8 +156,6 @@ def check(config: Path, root: Path, train_images: int = BATCH * ITERATIONS,
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from .launch import forget_tools_dir
-    forget_tools_dir()
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0],
         epilog='Rehearse on your data: tools/check_full.py --ade20k data/ade/ADEChallengeData2016 '

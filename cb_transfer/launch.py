@@ -16,7 +16,6 @@ import itertools
 import logging
 import os
 import os.path as osp
-import sys
 import time
 from typing import Iterator, List, Optional, Sequence
 
@@ -30,16 +29,6 @@ from mmengine.runner import Runner
 from .engine.checkpoints import find_resumable_checkpoint
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
-TOOLS_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools')
-
-
-def forget_tools_dir() -> None:
-    """Take ``tools/`` off ``sys.path``, where Python puts it for ``python tools/X.py``.
-
-    ``tools/tabulate.py`` there would shadow the ``tabulate`` package that torch imports (at
-    exit, to report compile times), so every entry point calls this first.
-    """
-    sys.path[:] = [p for p in sys.path if osp.abspath(p or '.') != TOOLS_DIR]
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -123,22 +112,6 @@ def _prepare_cpu_distributed(cfg: Config, launcher: str) -> None:
     _replace_sync_bn(cfg.model)
     print_log(f'CPU distributed run ({launcher}): gloo backend, rank {dist.get_rank()} of '
               f'{dist.get_world_size()}, SyncBN replaced by BN', logger='current')
-
-
-def rank() -> int:
-    """This process's rank in the process group (0 without one)."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def barrier() -> None:
-    """Wait for every rank (nothing to wait for without a process group): what rank 0 wrote
-    before it is there for all after it."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 @contextlib.contextmanager
@@ -230,7 +203,6 @@ def test(cfg: Config, checkpoint: str) -> dict:
 
 
 def main_train(argv: Optional[List[str]] = None) -> None:
-    forget_tools_dir()
     parser = argparse.ArgumentParser(description='Train a cb_transfer (mmseg or mmdet) config')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--resume', action='store_true',
@@ -246,7 +218,6 @@ def main_train(argv: Optional[List[str]] = None) -> None:
 
 
 def main_test(argv: Optional[List[str]] = None) -> None:
-    forget_tools_dir()
     parser = argparse.ArgumentParser(description='Test a checkpoint of a cb_transfer config')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')

@@ -17,8 +17,9 @@ parses mmengine's files. The layout::
 
 A resumed run has several timestamp folders; they are read as one run, in time order.
 
-The record (:class:`RunRecord`) holds what readers need without parsing logs; for a suite run it
-is the one notion of "finished". The claim (:class:`Claim`) keeps two invocations off one run.
+The record (:class:`cb_transfer.record.RunRecord`) holds what readers need without parsing logs;
+for a suite run it is the one notion of done. The claim (:class:`Claim`) keeps two invocations
+off one run.
 """
 import dataclasses
 import datetime
@@ -28,17 +29,16 @@ import os
 import shutil
 import socket
 import statistics
-import subprocess
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .engine.checkpoints import find_resumable_checkpoint
+from .engine.checkpoints import CHECKPOINT_NAME, find_resumable_checkpoint
+from .record import RecordError, RunRecord
 
 RECORD = 'record.json'
 CLAIM = 'claim.json'
 ATTEMPTS = 'attempts'
 ROBUSTNESS = 'robustness'   # the run's robustness evaluation: a run dir of its own, inside
-SCHEMA = 1
 
 
 def now() -> str:
@@ -59,62 +59,6 @@ def _read_json(path: Path) -> Optional[dict]:
     except (OSError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
-
-
-@dataclasses.dataclass
-class RunRecord:
-    """What a finished run was and gave: written once, by the rank-0 process of the run.
-
-    Attributes:
-        name: The plan's name for the run (its work dir relative to the suite's root).
-        suite: The suite file's name.
-        stage: ``'upstream'`` (pretraining) or ``'downstream'`` (fine-tuning).
-        arm: The arm's name in the suite: ``'plain'`` (the control), ``'cb'``, ``'reg4'``, ...
-        backbone: The arm's backbone options (``cb``, ``cb_position``, ...).
-        protocol: What the comparison measures (two-stage, cb-at-finetune, ...).
-        seed: The run's seed.
-        pair: The pretraining pair the run belongs to (the pair's seed), None where no upstream
-            run of the suite fed it.
-        config: The config file it trained.
-        checkpoint: The checkpoint training ended with (the one tested).
-        iterations: Training iterations done.
-        metrics: Test metrics of ``checkpoint`` (as the evaluator returned them).
-        weights: Where the backbone started: ``path``, ``file``, ``sha256``,
-            ``pretrained_arm`` (from the checkpoint, where it tells) and ``upstream_run``
-            (the planned run that wrote it); None when trained from scratch.
-        cost: ``seconds_per_iter`` (median of mmengine's logged times), ``iterations`` and
-            ``processes``, ``device`` ('cuda' or 'cpu'): what the run cost, for planning the
-            next one.
-        launcher: mmengine's launcher (none, pytorch, slurm).
-        host: Where rank 0 ran.
-        finished: When the record was written.
-    """
-    name: str
-    suite: str
-    stage: str
-    arm: str
-    backbone: dict
-    protocol: str
-    seed: int
-    pair: Optional[int]
-    config: str
-    checkpoint: str
-    iterations: int
-    metrics: Dict[str, float]
-    weights: Optional[dict]
-    cost: dict
-    launcher: str
-    host: str
-    finished: str
-    schema: int = SCHEMA
-
-    @classmethod
-    def from_dict(cls, data: dict) -> 'RunRecord':
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = names - set(data) - {'schema'}
-        if missing:
-            raise ValueError(f'record lacks {sorted(missing)}')
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclasses.dataclass
@@ -147,11 +91,8 @@ class Claim:
                 return False
             return False
         if self.job and shutil.which('scontrol'):
-            proc = subprocess.run(['scontrol', 'show', 'job', '-o', self.job],
-                                  capture_output=True, text=True)
-            state = dict(part.split('=', 1) for part in proc.stdout.split() if '=' in part)
-            return state.get('JobState') not in ('PENDING', 'RUNNING', 'CONFIGURING',
-                                                 'COMPLETING', 'REQUEUED', 'SUSPENDED')
+            from .suite.lifecycle import Phase, slurm_job
+            return slurm_job(self.job).phase is Phase.ENDED
         return False
 
 
@@ -282,6 +223,10 @@ class RunDir:
             checkpoint = self.path / checkpoint.name
         return checkpoint if checkpoint.is_file() else None
 
+    def checkpoints(self) -> List[Path]:
+        """mmengine's checkpoints of the run (``iter_N.pth``, ``epoch_N.pth``), unread."""
+        return sorted(p for p in self.path.glob('*.pth') if CHECKPOINT_NAME.match(p.name))
+
     def resumable_checkpoint(self) -> Tuple[Optional[Path], List[str]]:
         """The newest checkpoint that reads back whole, and why newer ones were passed over."""
         return find_resumable_checkpoint(str(self.path))
@@ -289,24 +234,28 @@ class RunDir:
     # ---- the suite's record ------------------------------------------------------------------
     @property
     def record(self) -> Optional[RunRecord]:
-        """The run's record; None while it is not finished (or its record is unreadable, which
-        is noted)."""
+        """The run's record; None while it is not done (or its record is unreadable, which is
+        noted, naming the schema)."""
         path = self.path / RECORD
         if not path.is_file():
             return None
         data = _read_json(path)
+        if data is None:
+            self.problems.append(f'{path}: unreadable record (not a JSON object)')
+            return None
         try:
-            return RunRecord.from_dict(data) if data is not None else None
-        except (TypeError, ValueError) as err:
+            return RunRecord.from_dict(data, config=self.config)
+        except RecordError as err:
             self.problems.append(f'{path}: unreadable record ({err})')
             return None
 
     @property
-    def finished(self) -> bool:
+    def done(self) -> bool:
+        """Its record is there (:class:`cb_transfer.suite.lifecycle.State` ``DONE``)."""
         return self.record is not None
 
     def write_record(self, record: RunRecord) -> Path:
-        write_json_atomically(self.path / RECORD, dataclasses.asdict(record))
+        write_json_atomically(self.path / RECORD, record.to_dict())
         return self.path / RECORD
 
     # ---- claims ------------------------------------------------------------------------------

@@ -102,8 +102,14 @@ def copy_runs(source: Path, work_dir: Path, *parts) -> None:
                         ignore=shutil.ignore_patterns('robustness'))
         for done in (work_dir / part).rglob('record.json'):
             record = json.loads(done.read_text())
-            record['checkpoint'] = str(done.parent / Path(record['checkpoint']).name)
+            record['final_checkpoint'] = str(done.parent / Path(record['final_checkpoint']).name)
             done.write_text(json.dumps(record))
+
+
+def cfg_options(run) -> List[str]:
+    """A planned run's config keys (its ``overrides``) as ``--cfg-options`` arguments: the same
+    run through a tool."""
+    return [f'{k}={v if isinstance(v, str) else json.dumps(v)}' for k, v in run.overrides.items()]
 
 
 def suite_command(suite: Path, work_dir: Path, *args) -> list:

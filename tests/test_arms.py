@@ -23,29 +23,30 @@ def test_three_treatment_rows_against_one_control(arms_suite):
     rows = rows_of(arms_suite, 'segmentation')
     assert sorted(rows) == sorted(TREATMENTS + [INTERACTION])
     # the control's two runs are shared by the three rows
-    assert len({json.dumps(rows[arm]['plain_values']) for arm in TREATMENTS}) == 1
+    assert len({json.dumps(rows[arm]['control_values']) for arm in TREATMENTS}) == 1
     for arm in TREATMENTS:
         row = rows[arm]
-        assert row['plain_n'] == 2 and row['treatment_n'] == 2 and row['control'] == 'plain'
+        assert row['control_n'] == 2 and row['treatment_n'] == 2 and row['control'] == 'plain'
         # each arm fine-tuned from its own checkpoint: four different upstream weights
-        assert row['treatment_weights'] != row['plain_weights']
-        gains = [t[2] - p[2] for p, t in zip(row['plain_values'], row['treatment_values'])]
-        assert row['delta'] == pytest.approx(np.mean(gains))
-        assert row['conditional'] and row['ci_low'] is not None  # one pair: said, not hidden
+        assert row['treatment_weights'] != row['control_weights']
+        gains = [t[2] - p[2] for p, t in zip(row['control_values'], row['treatment_values'])]
+        assert row['gain']['delta'] == pytest.approx(np.mean(gains))
+        # one pair: said, not hidden
+        assert row['gain']['conditional'] and row['gain']['ci_low'] is not None
     assert len({rows[a]['treatment_weights'] for a in TREATMENTS}) == 3
 
 
 def test_the_interaction_contrast_is_the_factorial_difference_per_seed(arms_suite):
     rows = rows_of(arms_suite, 'segmentation')
     by_seed = {arm: {v[1]: v[2] for v in rows[arm]['treatment_values']} for arm in TREATMENTS}
-    plain = {v[1]: v[2] for v in rows['+CB(mlp)']['plain_values']}
+    plain = {v[1]: v[2] for v in rows['+CB(mlp)']['control_values']}
     expected = [by_seed['+CB(mlp)+reg4'][s] - by_seed['+CB(mlp)'][s] - by_seed['+reg4'][s]
                 + plain[s] for s in (0, 1)]
     row = rows[INTERACTION]
     assert row['contrast'] == 'interaction'
-    assert row['replicates'] == pytest.approx(expected)
-    assert row['delta'] == pytest.approx(np.mean(expected))
-    assert row['ci_low'] < row['delta'] < row['ci_high']
+    assert row['gain']['replicates'] == pytest.approx(expected)
+    assert row['gain']['delta'] == pytest.approx(np.mean(expected))
+    assert row['gain']['ci_low'] < row['gain']['delta'] < row['gain']['ci_high']
     report = (arms_suite.work_dir / 'report.md').read_text()
     assert f'| two-stage | {INTERACTION} | conditional' in report
 

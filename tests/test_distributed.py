@@ -84,7 +84,7 @@ def test_the_torchrun_executor_ends_with_the_weights_of_dist_train(two_process_r
                             '--gpus', 2), smoke_cwd, env=dict(OMP_NUM_THREADS='1', PORT='29541'))
     run_dir = RunDir(work_dir / two_process_reference.run.name)
     record = run_dir.record
-    assert record.launcher == 'pytorch' and record.cost['processes'] == 2
+    assert record.launcher == 'pytorch' and record.cost.processes == 2
     assert f'[1/1] {two_process_reference.run.name}: starting, 2 processes' in out.stdout
-    assert_same_weights(state_dict(record.checkpoint),
+    assert_same_weights(state_dict(record.final_checkpoint),
                         state_dict(two_process_reference.checkpoint))

@@ -1,7 +1,6 @@
 """The statistics of the two-level design (pretraining pairs, fine-tuning seeds nested in them),
 the verdict across the matrix and the design figures against direct computations and a
 simulation, and a real suite's report with every section and real figures."""
-import dataclasses
 import json
 import struct
 from types import SimpleNamespace
@@ -24,12 +23,9 @@ def row(plain, cb, task='segmentation', protocol='two-stage', metric='mIoU', mod
         pairs=True, costs=None, arm='+CB(mlp)'):
     """A table row as the verdict and the design read it (the gain from cb_transfer's own
     statistics)."""
-    g = gain(plain, cb, units_are_pairs=pairs)
-    fields = {k: v for k, v in vars(g).items() if k != 'components'}
     return SimpleNamespace(task=task, protocol=protocol, metric=metric, model=model,
                            arch='deit_small_patch16_224', schedule='160k', arm=arm,
-                           components=dataclasses.asdict(g.components), costs=costs or {},
-                           **fields)
+                           costs=costs or {}, gain=gain(plain, cb, units_are_pairs=pairs))
 
 
 # two pretraining pairs of two fine-tuning seeds: a fixture small enough to compute by hand
@@ -54,7 +50,7 @@ def test_the_gain_over_pairs_equals_a_hand_computation():
     between = 2 * np.var([1.5, 0.25], ddof=1)
     assert g.components.seeds == pytest.approx(within)
     assert g.components.pairs == pytest.approx((between - within) / 2)
-    assert g.plain_level == [40.5, 42.0] and g.treatment_level == [42.0, 42.25]
+    assert g.control_level == [40.5, 42.0] and g.treatment_level == [42.0, 42.25]
 
 
 def test_one_pair_gives_an_interval_over_seeds_labelled_conditional():
@@ -135,11 +131,11 @@ ROWS = [A, B, C, ONE_PAIR]
 def test_mean_gain_and_its_stratified_bootstrap_equal_scipy_on_the_pairs():
     by = {(v.family, v.task): v for v in verdicts(ROWS)}
     seg = by[('about the change', 'segmentation')]
-    assert seg.rows == 2 and seg.mean_gain == pytest.approx(np.mean([A.delta, B.delta]))
+    assert seg.rows == 2 and seg.mean_gain == pytest.approx(np.mean([A.gain.delta, B.gain.delta]))
 
     def mean_gain(a, b, axis=-1):
         return (a.mean(axis) + b.mean(axis)) / 2
-    direct = stats.bootstrap([np.array(A.replicates), np.array(B.replicates)], mean_gain,
+    direct = stats.bootstrap([np.array(A.gain.replicates), np.array(B.gain.replicates)], mean_gain,
                              n_resamples=10_000, vectorized=True, method='percentile',
                              rng=np.random.default_rng(0)).confidence_interval
     assert seg.gain_ci == pytest.approx((direct.low, direct.high))
@@ -147,12 +143,12 @@ def test_mean_gain_and_its_stratified_bootstrap_equal_scipy_on_the_pairs():
     assert overall.rows == 3 and overall.gain_ci[0] < overall.mean_gain < overall.gain_ci[1]
     # the one-pair row is not part of the verdict about CB: a family of its own
     conditional = by[('conditional', 'segmentation')]
-    assert conditional.rows == 1 and conditional.mean_gain == pytest.approx(ONE_PAIR.delta)
+    assert conditional.rows == 1 and conditional.mean_gain == pytest.approx(ONE_PAIR.gain.delta)
 
 
 def test_probability_of_improvement_is_the_mean_mann_whitney_fraction_over_pairs():
     by = {(v.family, v.task): v for v in verdicts(ROWS)}
-    expected = np.mean([stats.mannwhitneyu(r.treatment_level, r.plain_level).statistic / 9
+    expected = np.mean([stats.mannwhitneyu(r.gain.treatment_level, r.gain.control_level).statistic / 9
                         for r in (A, B)])
     assert by[('about the change', 'segmentation')].improvement == pytest.approx(expected)
     # by hand for the detection row's pair means: plain 3.05, 3.25; +CB 3.35, 3.4
@@ -166,7 +162,7 @@ def test_each_arm_has_its_own_verdict_and_holm_family():
     found = verdicts(ROWS + [reg])
     assert {v.arm for v in found} == {'+CB(mlp)', '+reg4'}
     (only,) = [v for v in found if v.arm == '+reg4']
-    assert only.rows == 1 and only.mean_gain == pytest.approx(reg.delta) and only.tested == 1
+    assert only.rows == 1 and only.mean_gain == pytest.approx(reg.gain.delta) and only.tested == 1
     cb_segmentation = [v for v in found if v.arm == '+CB(mlp)' and v.task == 'segmentation'
                        and v.family == 'about the change']
     assert cb_segmentation[0].rows == 2   # A and B, not the register row
@@ -174,8 +170,8 @@ def test_each_arm_has_its_own_verdict_and_holm_family():
 
 def test_holm_flags_equal_a_hand_computation():
     assert holm([0.01, 0.04, 0.03, 0.2]) == pytest.approx([0.04, 0.09, 0.09, 0.2])
-    assert A.p_value == pytest.approx(stats.ttest_1samp(A.replicates, 0).pvalue)
-    adjusted = holm([A.p_value, B.p_value, C.p_value])
+    assert A.gain.p_value == pytest.approx(stats.ttest_1samp(A.gain.replicates, 0).pvalue)
+    adjusted = holm([A.gain.p_value, B.gain.p_value, C.gain.p_value])
     expected = [r.model for r, p in zip((A, B, C), adjusted) if p < 0.05]
     surviving = [s.split(' ')[0] for v in verdicts(ROWS) if v.family == 'about the change'
                  and v.task != 'all tasks' for s in v.surviving]
@@ -226,8 +222,8 @@ def test_row_design_reads_the_rows_variance_and_costs():
     design = row_design(costed, target_gain=0.5)
     assert (design.pairs, design.seeds) == (2, 2)
     assert design.detectable == pytest.approx(
-        minimum_detectable_gain(Components(**costed.components), 2, 2))
-    assert design.cheapest == cheapest_design(0.5, Components(**costed.components), 7200.0,
+        minimum_detectable_gain(costed.gain.components, 2, 2))
+    assert design.cheapest == cheapest_design(0.5, costed.gain.components, 7200.0,
                                               360.0)
     one = row_design(ONE_PAIR, 0.5)
     assert one.level == 'conditional' and one.cheapest is None
@@ -253,7 +249,8 @@ def test_the_suite_report_holds_every_section_and_real_figures(local_suite):
     assert 'MMEngine' not in report and 'mmengine 0.10.7' in report  # collect_env's, renamed
     assert '![gains](gains.png) ([PDF](gains.pdf))' in report
     # a row per gain (the clean rows and the two robustness rows), a panel per experiment
-    gains = sum(r['delta'] is not None for r in json.loads((work_dir / 'results.json').read_text()))
+    gains = sum(r['gain']['delta'] is not None
+                for r in json.loads((work_dir / 'results.json').read_text()))
     assert gains == 6
     for name, rows in (('gains', gains), ('curves', 3)):
         width, height = png_size(work_dir / f'{name}.png')

@@ -13,7 +13,9 @@ from cb_transfer.results import (build_table, collect_runs, gain, paired_gain, r
 from cb_transfer.results.cli import main as tabulate
 from cb_transfer.results.outputs import write_suite_outputs
 from cb_transfer.results.table import to_markdown
-from cb_transfer.run_dir import RunDir, RunRecord
+from cb_transfer.experiment import identify
+from cb_transfer.record import Cost, Provenance, RunRecord, Weights
+from cb_transfer.run_dir import RunDir
 
 # ---------------------------------------------------------------- statistics against scipy
 
@@ -121,20 +123,20 @@ def test_runs_go_to_the_right_arms_with_the_right_numbers(sweep):
     assert problems == [] and len(runs) == 10
     rows = rows_by(build_table(runs))
     miou = rows[('segmentation', 'mIoU')]
-    assert (miou.plain_n, miou.treatment_n) == (3, 3)
+    assert (miou.control_n, miou.treatment_n) == (3, 3)
     plain = [seg[(False, s)] for s in range(3)]
     cb = [seg[(True, s)] for s in range(3)]
-    assert miou.plain_mean == pytest.approx(np.mean(plain))
+    assert miou.control_mean == pytest.approx(np.mean(plain))
     assert miou.treatment_std == pytest.approx(np.std(cb, ddof=1))
-    assert miou.delta == pytest.approx(np.mean(np.subtract(cb, plain)))
+    assert miou.gain.delta == pytest.approx(np.mean(np.subtract(cb, plain)))
     ci = stats.ttest_rel(cb, plain).confidence_interval()
-    assert (miou.ci_low, miou.ci_high) == pytest.approx((ci.low, ci.high))
+    assert (miou.gain.ci_low, miou.gain.ci_high) == pytest.approx((ci.low, ci.high))
     assert (miou.dataset, miou.model, miou.arch, miou.schedule) == (
         'ADE20K', 'UPerNet', 'deit_small_patch16_224', '1k')
     box = rows[('detection', 'coco/bbox_mAP')]
     # mmdet logs fractions; the table is in percent
-    assert box.plain_mean == pytest.approx(40.3)
-    assert box.delta == pytest.approx(((41.0 - 40.1) + (40.9 - 40.5)) / 2)
+    assert box.control_mean == pytest.approx(40.3)
+    assert box.gain.delta == pytest.approx(((41.0 - 40.1) + (40.9 - 40.5)) / 2)
     assert box.treatment_seeds == [0, 1]
 
 
@@ -157,7 +159,7 @@ def test_arms_that_differ_in_more_than_cb_are_not_paired(tmp_path):
     write_run(tmp_path / 'b', other, {1000: dict(mIoU=41.0)})
     table = build_table(collect_runs([tmp_path])[0])
     assert len(table.rows) == 2
-    assert all(r.delta is None for r in table.rows)
+    assert all(r.gain.delta is None for r in table.rows)
 
 
 def test_bookkeeping_and_the_checkpoint_path_do_not_split_arms(tmp_path):
@@ -168,7 +170,7 @@ def test_bookkeeping_and_the_checkpoint_path_do_not_split_arms(tmp_path):
     write_run(tmp_path / 'a', plain, {1000: dict(mIoU=40.0)})
     write_run(tmp_path / 'b', cb, {1000: dict(mIoU=41.0)})
     (row,) = build_table(collect_runs([tmp_path])[0]).rows
-    assert row.delta == pytest.approx(1.0)
+    assert row.gain.delta == pytest.approx(1.0)
 
 
 def test_timm_changes_are_arms_and_a_factorial_gets_its_interaction_row(tmp_path):
@@ -183,10 +185,10 @@ def test_timm_changes_are_arms_and_a_factorial_gets_its_interaction_row(tmp_path
     rows = {r.arm: r for r in build_table(collect_runs([tmp_path])[0]).rows}
     interaction = '+CB(mlp)+reg4 vs +CB(mlp) and +reg4 (interaction)'
     assert sorted(rows) == sorted(['+CB(mlp)', '+reg4', '+CB(mlp)+reg4', interaction])
-    assert rows['+reg4'].delta == pytest.approx(np.mean([2.0, 2.0]))
+    assert rows['+reg4'].gain.delta == pytest.approx(np.mean([2.0, 2.0]))
     # (AB - A) - (B - plain) per seed: (42.5 - 41) - (42 - 40) = -0.5; (44 - 41.5) - 2 = 0.5
-    assert rows[interaction].replicates == pytest.approx([-0.5, 0.5])
-    assert rows[interaction].contrast == 'interaction' and rows[interaction].delta == 0.0
+    assert rows[interaction].gain.replicates == pytest.approx([-0.5, 0.5])
+    assert rows[interaction].contrast == 'interaction' and rows[interaction].gain.delta == 0.0
 
 
 def test_one_arm_has_one_label_however_it_is_spelled_and_values_tell_arms_apart():
@@ -207,7 +209,7 @@ def test_without_a_plain_arm_the_control_is_the_arm_every_other_shares(tmp_path)
     write_run(tmp_path / 'reg', config(**reg), {1000: dict(mIoU=42.0)})
     write_run(tmp_path / 'both', config(cb=True, **reg), {1000: dict(mIoU=42.5)})
     (row,) = build_table(collect_runs([tmp_path])[0]).rows
-    assert (row.arm, row.control, row.delta) == ('+CB(mlp)+reg4', '+reg4', pytest.approx(0.5))
+    assert (row.arm, row.control, row.gain.delta) == ('+CB(mlp)+reg4', '+reg4', pytest.approx(0.5))
     assert '| +CB(mlp)+reg4 vs +reg4 |' in to_markdown(build_table(collect_runs([tmp_path])[0]))
 
 
@@ -216,7 +218,7 @@ def test_cb_variants_are_separate_rows_against_one_plain_arm(tmp_path):
     write_run(tmp_path / 'mlp', config(cb=True), {1000: dict(mIoU=41.0)})
     write_run(tmp_path / 'attn', config(cb=True, cb_position='attn'), {1000: dict(mIoU=39.0)})
     rows = build_table(collect_runs([tmp_path])[0]).rows
-    assert {(r.arm, r.delta) for r in rows} == {('+CB(mlp)', 1.0), ('+CB(attn)', -1.0)}
+    assert {(r.arm, r.gain.delta) for r in rows} == {('+CB(mlp)', 1.0), ('+CB(attn)', -1.0)}
 
 
 def test_a_resumed_run_is_one_run(tmp_path):
@@ -226,7 +228,7 @@ def test_a_resumed_run_is_one_run(tmp_path):
     write_run(work_dir, config(), {1000: dict(mIoU=40.0)}, timestamp='20260102_000000')
     runs, problems = collect_runs([tmp_path])
     assert problems == [] and len(runs) == 1
-    assert sorted(runs[0].evaluations) == [500, 1000] and runs[0].finished
+    assert sorted(runs[0].evaluations) == [500, 1000] and runs[0].complete
     assert runs[0].metric('mIoU') == 40.0
 
 
@@ -268,19 +270,25 @@ def test_runs_without_evaluation_or_unfinished_are_listed_not_tabulated(tmp_path
     write_run(tmp_path / 'killed', config(seed=2), {500: dict(mIoU=20.0)}, last_train_step=600)
     table = build_table(*collect_runs([tmp_path]))
     (row,) = table.rows
-    assert row.plain_n == 1 and row.plain_mean == 40.0
+    assert row.control_n == 1 and row.control_mean == 40.0
     notes = '\n'.join(table.notes)
     assert 'no_eval (no evaluation logged)' in notes
     assert 'killed (trained to iteration 600 of 1000)' in notes
 
 
 def record(work_dir: Path, seed: int, weights=None, metrics=None) -> None:
-    """The record a suite writes when a run is done."""
+    """The record a suite writes when a run is done (what the run is: from its dumped config,
+    as the suite's writer takes it from the config it ran)."""
+    found = identify(RunDir(work_dir).config())
     RunDir(work_dir).write_record(RunRecord(
-        name=work_dir.name, suite='test', stage='downstream', arm='plain', backbone={},
-        protocol='two-stage', seed=seed, pair=None, config='config.py',
-        checkpoint=str(work_dir / 'iter_1000.pth'), iterations=1000, metrics=metrics or {},
-        weights=weights, cost={}, launcher='none', host='here', finished='now'))
+        name=work_dir.name, suite='test', config='config.py', provenance=Provenance(
+            stage='downstream', protocol=found['protocol'], arm='plain', pair=None, seed=seed,
+            weights=Weights(**weights) if weights else None, change=found['arm'],
+            backbone=found['arm_options'], experiment=found['experiment'],
+            **{k: found[k] for k in ('task', 'dataset', 'model', 'arch', 'schedule')}),
+        final_checkpoint=str(work_dir / 'iter_1000.pth'), iterations=1000, evaluations=1,
+        metrics=metrics or {}, cost=Cost(processes=1, device='cpu'), launcher='none',
+        host='here', finished_at='now'))
 
 
 def test_a_recorded_run_names_the_weights_of_its_record_and_others_are_judged_by_logs(tmp_path):
@@ -294,7 +302,7 @@ def test_a_recorded_run_names_the_weights_of_its_record_and_others_are_judged_by
     runs, problems = read_run_dirs([tmp_path / 'recorded', tmp_path / 'by_logs'])
     table = build_table(runs, problems)
     (row,) = table.rows
-    assert row.plain_weights == 'epoch_12.pth (0123abcd)'
+    assert row.control_weights == 'epoch_12.pth (0123abcd)'
     assert row.treatment_weights == 'b.pth (no run record: hash unknown)'
     assert any(note.startswith('1 run without a run record, judged finished by their logs')
                and note.endswith('by_logs') for note in table.notes)
@@ -323,7 +331,7 @@ def test_the_suite_outputs_list_the_runs_not_finished_and_leave_them_out(tmp_pat
     runs, problems = read_run_dirs([tmp_path / 'done'])
     written, tabulated = write_suite_outputs(tmp_path, runs, problems, pending=['killed'])
     (row,) = json.loads(written['results.json'].read_text())
-    assert tabulated and row['plain_n'] == 1 and row['plain_mean'] == 40.0
+    assert tabulated and row['control_n'] == 1 and row['control_mean'] == 40.0
     assert 'Not finished (1), not in the table:\n- killed' in written['results.md'].read_text()
     assert '- killed' in written['report.md'].read_text()
 
@@ -332,7 +340,7 @@ def test_nan_is_flagged_and_left_out(tmp_path):
     write_run(tmp_path / 'a', config(seed=0), {1000: dict(mIoU=40.0)})
     write_run(tmp_path / 'b', config(seed=1), {1000: dict(mIoU=float('nan'))})
     table = build_table(*collect_runs([tmp_path]))
-    assert table.rows[0].plain_n == 1 and table.rows[0].plain_mean == 40.0
+    assert table.rows[0].control_n == 1 and table.rows[0].control_mean == 40.0
     assert any('mIoU is NaN' in n for n in table.notes)
 
 
@@ -340,7 +348,7 @@ def test_a_missing_arm_shows_as_empty(tmp_path, capsys):
     write_run(tmp_path / 'cb', config(cb=True), {1000: dict(mIoU=41.0)})
     assert tabulate([str(tmp_path), '--format', 'json']) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row['plain_n'] == 0 and row['plain_mean'] is None and row['delta'] is None
+    assert row['control_n'] == 0 and row['control_mean'] is None and row['gain']['delta'] is None
     assert row['treatment_mean'] == 41.0
 
 
@@ -353,8 +361,9 @@ def test_exits_non_zero_only_when_nothing_is_tabulated(tmp_path, capsys):
 
 # ---------------------------------------------------------------- outputs
 
-JSON_KEYS = {'task', 'dataset', 'model', 'arch', 'metric', 'plain_n', 'plain_mean', 'plain_std',
-             'treatment_n', 'treatment_mean', 'treatment_std', 'delta', 'ci_low', 'ci_high'}
+JSON_KEYS = {'task', 'dataset', 'model', 'arch', 'metric', 'control_n', 'control_mean',
+             'control_std', 'treatment_n', 'treatment_mean', 'treatment_std', 'gain'}
+GAIN_KEYS = {'delta', 'ci_low', 'ci_high', 'method', 'level', 'units', 'replicates'}
 
 
 def test_outputs(sweep, capsys, tmp_path):
@@ -362,7 +371,8 @@ def test_outputs(sweep, capsys, tmp_path):
     assert tabulate([str(root), '--format', 'json']) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 3 and all(JSON_KEYS <= row.keys() for row in rows)
-    assert all(isinstance(row['delta'], float) for row in rows)
+    assert all(GAIN_KEYS <= row['gain'].keys() for row in rows)
+    assert all(isinstance(row['gain']['delta'], float) for row in rows)
 
     assert tabulate([str(root), '--reference']) == 0
     markdown = capsys.readouterr().out

@@ -115,24 +115,25 @@ def test_mpc_and_rpc_equal_a_hand_computation_and_mmdet_own_aggregation(tmp_path
 def test_the_suite_evaluated_both_arms_and_reports_them(local_suite):
     work_dir = local_suite.work_dir
     evaluated = recorded_runs(work_dir, robustness=True)
-    assert len(evaluated) == 4 and {r.record.arm for r in evaluated} == {'plain', 'cb'}
+    assert len(evaluated) == 4 and {r.record.provenance.arm for r in evaluated} == {'plain', 'cb'}
     rows = {r['metric']: r for r in json.loads((work_dir / 'results.json').read_text())}
     for run_dir in evaluated:
         record, results = run_dir.record, read_results(run_dir.path)
         assert [(r['corruption'], r['severity']) for r in results] == [
             ('clean', 0), ('gaussian_noise', 3), ('fog', 3)]
         training = RunDir(run_dir.path.parent).record
-        assert record.checkpoint == training.checkpoint and record.stage == 'robustness'
-        assert record.weights['upstream_run'] == training.name
+        assert record.final_checkpoint == training.final_checkpoint
+        assert record.provenance.stage == 'robustness'
+        assert record.provenance.weights.upstream_run == training.name
         # the clean evaluation is the run's own test of that checkpoint
         assert results[0]['metrics']['mIoU'] == pytest.approx(training.metrics['mIoU'])
         mean = np.mean([r['metrics']['mIoU'] for r in results[1:]])
         assert record.metrics['mIoU/corrupted (2x1 subset)'] == pytest.approx(mean)
-        column = 'plain_values' if record.arm == 'plain' else 'treatment_values'
+        column = 'control_values' if record.provenance.arm == 'plain' else 'treatment_values'
         assert [v for u, s, v in rows['mIoU/corrupted (2x1 subset)'][column]
-                if u == record.pair] == pytest.approx([mean])
+                if u == record.provenance.pair] == pytest.approx([mean])
     relative = rows['mIoU/relative (2x1 subset)']
-    assert relative['selection'] == 'final checkpoint' and relative['level'] == 'pairs'
+    assert relative['selection'] == 'final checkpoint' and relative['gain']['level'] == 'pairs'
     report = (work_dir / 'report.md').read_text()
     assert '## Robustness to common corruptions' in report
     assert 'a subset, so its means are labelled as such and never called mPC' in report
@@ -167,4 +168,4 @@ def test_a_killed_evaluation_resumes_without_repeating_finished_corruptions(loca
     final = read_results(results.parent)
     keys = [(r['corruption'], r['severity']) for r in final]
     assert len(keys) == len(set(keys)) == 7 and final[:len(killed)] == killed
-    assert RunDir(results.parent).finished
+    assert RunDir(results.parent).done

@@ -26,8 +26,8 @@ from unittest import mock
 
 import pytest
 import torch
-from helpers import (REPO, SEG_ITERS, assert_same_weights, job_processes, reduced_suite,
-                     state_dict, suite_command)
+from helpers import (REPO, SEG_ITERS, assert_same_weights, cfg_options, job_processes,
+                     reduced_suite, state_dict, suite_command)
 
 from cb_transfer.run_dir import RunDir
 from cb_transfer.suite.slurm import job_paths
@@ -240,9 +240,9 @@ def test_the_table_equals_the_table_of_the_same_suite_run_locally(scenario, loca
         ('classification', 'accuracy/top1'), ('segmentation', 'mIoU')}
     for row in slurm:  # seed 0 of the local suite's two
         other = local[(row['task'], row['metric'])]
-        for key in ('plain_values', 'treatment_values'):
+        for key in ('control_values', 'treatment_values'):
             assert row[key] == other[key][:1], (row['metric'], key)
-        for column in ('plain_weights', 'treatment_weights'):  # each arm's source is named
+        for column in ('control_weights', 'treatment_weights'):  # each arm's source is named
             # (its hash: the file's bytes, which hold the run's own paths and times besides the
             # same weights)
             assert row[column].split(' (')[0] == other[column].split(' (')[0]
@@ -287,7 +287,7 @@ def multi_task(cluster, two_process_reference, smoke_cwd):
     out.srun_dir = cwd / 'work_dirs' / 'slurm_train_sh'
     srun = subprocess.run(
         ['bash', REPO / 'tools' / 'slurm_train.sh', 'debug', 'cb_by_hand', planned.config,
-         '--work-dir', out.srun_dir, '--cfg-options', *planned.options_as_args()],
+         '--work-dir', out.srun_dir, '--cfg-options', *cfg_options(planned)],
         cwd=cwd, capture_output=True, text=True, timeout=600,
         env={**os.environ, **cluster, 'GPUS': '2', 'GPUS_PER_NODE': '0', 'CPUS_PER_TASK': '1',
              'PYTHON': sys.executable, 'OMP_NUM_THREADS': '1'})
@@ -312,8 +312,8 @@ def test_a_two_task_job_is_one_run_of_two_processes_with_the_weights_of_dist_tra
     assert len(task_nodes(one_node.task_logs, r'n\d\n')) == 1  # both tasks on one node
     assert 'gloo backend, rank 0 of 2' in one_node.task_logs[0]
     record = one_node.run_dir.record
-    assert record.cost['processes'] == 2 and record.launcher == 'pytorch'
-    assert_same_weights(state_dict(record.checkpoint),
+    assert record.cost.processes == 2 and record.launcher == 'pytorch'
+    assert_same_weights(state_dict(record.final_checkpoint),
                         state_dict(two_process_reference.checkpoint))
 
 
@@ -323,7 +323,7 @@ def test_a_requeued_two_task_job_resumes_to_the_same_weights(multi_task, two_pro
     for task, log in enumerate(requeued.task_logs):
         assert 'restart 1' in log and f'task {task} of 2' in log
     assert 'resumed epoch: 1' in requeued.task_logs[0]
-    assert_same_weights(state_dict(requeued.run_dir.record.checkpoint),
+    assert_same_weights(state_dict(requeued.run_dir.record.final_checkpoint),
                         state_dict(two_process_reference.checkpoint))
 
 
@@ -332,7 +332,7 @@ def test_one_task_on_each_of_two_nodes_gives_the_same_weights(multi_task,
     two_nodes = multi_task.two_nodes
     assert task_nodes(two_nodes.task_logs, r'n\[1-2\]') == {'n1', 'n2'}  # a node each
     assert 'gloo backend, rank 0 of 2' in two_nodes.task_logs[0]
-    assert_same_weights(state_dict(two_nodes.run_dir.record.checkpoint),
+    assert_same_weights(state_dict(two_nodes.run_dir.record.final_checkpoint),
                         state_dict(two_process_reference.checkpoint))
 
 

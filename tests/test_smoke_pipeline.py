@@ -129,7 +129,7 @@ def test_the_suite_tested_the_checkpoint_each_run_ended_with(local_suite):
     assert len(recorded) == 12
     for run_dir in recorded:
         record = run_dir.record
-        assert Path(record.checkpoint) == run_dir.last_checkpoint()
+        assert Path(record.final_checkpoint) == run_dir.last_checkpoint()
         last = evaluations(run_dir.path)
         validated = last[max(last)]
         for key, value in record.metrics.items():

@@ -2,6 +2,7 @@
 console, resumable after an interruption, and a report."""
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +46,10 @@ def test_the_reduced_default_suite_runs_both_stages_with_two_pairs(local_suite):
         ('segmentation', 'mIoU/relative (2x1 subset)', 'two-stage'),
         ('detection', 'coco/bbox_mAP', 'two-stage'), ('detection', 'coco/segm_mAP', 'two-stage')]
     for row in table:  # the interval is over the two pairs
-        assert row['plain_n'] == row['treatment_n'] == 2 and row['delta'] is not None
-        assert row['units'] == 2 and not row['conditional']
-        assert row['level'] == 'pairs' and 'over 2 pretraining pairs' in row['method']
+        assert row['control_n'] == row['treatment_n'] == 2 and row['gain']['delta'] is not None
+        assert row['gain']['units'] == 2 and not row['gain']['conditional']
+        gain = row['gain']
+        assert gain['level'] == 'pairs' and 'over 2 pretraining pairs' in gain['method']
     assert (work_dir / 'results.md').read_text() in console
     assert len(run_dirs(work_dir, 'upstream')) == 4 and len(run_dirs(work_dir, 'two-stage')) == 8
     assert {p.name for p in (work_dir / 'two-stage').glob('*/*')} == {'pair0', 'pair1'}
@@ -60,24 +62,26 @@ def test_each_fine_tuning_run_starts_from_its_own_pairs_checkpoint(local_suite):
     upstream = {}
     for run_dir in recorded_runs(work_dir, 'upstream'):
         record = run_dir.record
-        checkpoint = record.checkpoint
-        upstream[(record.arm, record.pair)] = (
+        p = record.provenance
+        checkpoint = record.final_checkpoint
+        upstream[(p.arm, p.pair)] = (
             checkpoint, hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest())
-        assert record.pair == record.seed and record.weights is None  # from scratch
+        assert p.pair == p.seed and p.weights is None  # from scratch
         assert dumped_config(run_dir.path).model.backbone.init_cfg is None
     assert len({sha for _, sha in upstream.values()}) == 4
     for run_dir in recorded_runs(work_dir, 'two-stage'):
-        record = run_dir.record
-        checkpoint, sha = upstream[(record.arm, record.pair)]
-        assert run_dir.path.parent.name == f'pair{record.pair}'
-        assert record.weights['path'] == checkpoint and record.weights['sha256'] == sha
-        assert record.weights['upstream_run'].endswith(f'/seed{record.pair}')
-        assert record.weights['pretrained_arm'] == ('+CB(mlp)' if record.arm == 'cb' else 'plain')
+        p = run_dir.record.provenance
+        checkpoint, sha = upstream[(p.arm, p.pair)]
+        assert run_dir.path.parent.name == f'pair{p.pair}'
+        assert p.weights.path == checkpoint and p.weights.sha256 == sha
+        assert p.weights.upstream_run.endswith(f'/seed{p.pair}')
+        assert p.weights.pretrained_arm == ('+CB(mlp)' if p.arm == 'cb' else 'plain')
+        assert p.change == p.weights.pretrained_arm and p.protocol == 'two-stage'
         cfg = dumped_config(run_dir.path)
-        assert cfg.protocol == 'two-stage' and cfg.model.backbone.cb is (record.arm == 'cb')
+        assert cfg.protocol == 'two-stage' and cfg.model.backbone.cb is (p.arm == 'cb')
         assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint)
     for row in rows(work_dir)[1:]:
-        for arm, column in (('plain', 'plain_weights'), ('cb', 'treatment_weights')):
+        for arm, column in (('plain', 'control_weights'), ('cb', 'treatment_weights')):
             assert row[column] == ', '.join(sorted(
                 f'{Path(c).name} ({sha[:8]})' for (a, _), (c, sha) in upstream.items()
                 if a == arm))
@@ -89,25 +93,26 @@ def test_the_table_equals_the_numbers_computed_by_hand_from_the_logs(local_suite
     here), its interval a t interval over the pairs."""
     by_hand = {}
     for run_dir in recorded_runs(local_suite.work_dir):
-        record = run_dir.record
+        p = run_dir.record.provenance
         evals = evaluations(run_dir.path)
         last = evals[max(evals)]
         for metric, scale in (('accuracy/top1', 1), ('mIoU', 1), ('coco/bbox_mAP', 100),
                               ('coco/segm_mAP', 100)):
             if metric in last:
-                by_hand.setdefault((metric, record.arm), {})[record.pair] = last[metric] * scale
+                by_hand.setdefault((metric, p.arm), {})[p.pair] = last[metric] * scale
     for row in rows(local_suite.work_dir):
         if is_robustness(row['metric']):
             continue  # test_robustness.py computes those by hand
         plain, cb = by_hand[(row['metric'], 'plain')], by_hand[(row['metric'], 'cb')]
         differences = [cb[pair] - plain[pair] for pair in sorted(plain)]
-        assert row['plain_mean'] == pytest.approx(np.mean(list(plain.values())))
+        assert row['control_mean'] == pytest.approx(np.mean(list(plain.values())))
         assert row['treatment_std'] == pytest.approx(np.std(list(cb.values()), ddof=1))
-        assert row['delta'] == pytest.approx(np.mean(differences))
-        assert row['replicates'] == pytest.approx(differences)
+        assert row['gain']['delta'] == pytest.approx(np.mean(differences))
+        assert row['gain']['replicates'] == pytest.approx(differences)
         if np.ptp(differences) > 1e-9:
             ci = stats.ttest_1samp(differences, 0.0).confidence_interval()
-            assert (row['ci_low'], row['ci_high']) == pytest.approx((ci.low, ci.high))
+            assert (row['gain']['ci_low'], row['gain']['ci_high']) == pytest.approx(
+                (ci.low, ci.high))
     report = (local_suite.work_dir / 'report.md').read_text()
     assert ('| two-stage | +CB(mlp) | about the change | clean | all tasks | '
             '3 (3 with intervals) |') in report
@@ -127,7 +132,8 @@ def test_the_console_is_quiet_and_each_run_log_holds_the_rest(local_suite):
         if 'upernet' in run.parent.name:  # mmseg's warnings, every run its own
             assert "UserWarning: ``build_loss`` would be deprecated" in log
     assert f'iter {SEG_ITERS}/{SEG_ITERS}' in local_suite.console
-    assert 'suite left ~' in local_suite.console
+    # tqdm's meter over all runs: done, elapsed < time left
+    assert re.search(r'suite: +\d+%\|.*\| \d+/\d+ \[\d+:\d+<\d+:\d+', local_suite.console)
 
 
 def run_suite_here(args, cwd, monkeypatch, capfd) -> tuple:
@@ -173,7 +179,7 @@ def test_an_interrupted_suite_resumes_to_the_same_numbers(local_suite, tmp_path)
     assert {p: (p / 'record.json').stat().st_mtime_ns for p in finished} == stamps
     expected = {r['metric']: r for r in rows(local_suite.work_dir)}
     (seg,) = [r for r in rows(work_dir) if r['metric'] == 'mIoU']
-    assert seg['plain_values'] == expected['mIoU']['plain_values'][:1]
+    assert seg['control_values'] == expected['mIoU']['control_values'][:1]
 
 
 def test_dry_run_of_the_full_preset_lists_every_run_and_touches_nothing(
@@ -231,24 +237,26 @@ def assert_weights_are_the_records(work_dir: Path) -> None:
     of that file's real SHA-256 (or 'from scratch'); each two-stage arm its own upstream run."""
     records = {r.path: r.record for r in recorded_runs(work_dir)}
     for row in rows(work_dir):
-        for arm, column in (('plain', 'plain_weights'), ('cb', 'treatment_weights')):
+        for arm, column in (('plain', 'control_weights'), ('cb', 'treatment_weights')):
             sources = set()
             for path, record in records.items():
-                if record.stage != 'downstream' or record.arm != arm or \
-                        record.protocol != row['protocol'] or row['task'] != 'segmentation':
+                p = record.provenance
+                if p.stage != 'downstream' or p.arm != arm or p.protocol != row['protocol'] or \
+                        row['task'] != 'segmentation':
                     continue
-                if record.weights is None:
+                if p.weights is None:
                     sources.add('from scratch')
                     continue
-                sha = hashlib.sha256(Path(record.weights['path']).read_bytes()).hexdigest()
-                assert record.weights['sha256'] == sha
-                upstream = RunDir(work_dir / record.weights['upstream_run']).record
-                assert upstream.arm == arm and upstream.checkpoint == record.weights['path']
-                sources.add(f"{record.weights['file']} ({sha[:8]})")
+                sha = hashlib.sha256(Path(p.weights.path).read_bytes()).hexdigest()
+                assert p.weights.sha256 == sha
+                upstream = RunDir(work_dir / p.weights.upstream_run).record
+                assert upstream.provenance.arm == arm
+                assert upstream.final_checkpoint == p.weights.path
+                sources.add(f'{p.weights.file} ({sha[:8]})')
             if row['task'] == 'segmentation':
                 assert row[column] == ', '.join(sorted(sources)), (row, arm)
         if row['protocol'] == 'from-scratch':
-            assert row['plain_weights'] == row['treatment_weights'] == 'from scratch'
+            assert row['control_weights'] == row['treatment_weights'] == 'from scratch'
 
 
 def test_the_weights_column_is_the_record_of_every_run(local_suite):
@@ -284,7 +292,7 @@ def test_two_invocations_on_one_work_dir_share_the_runs_and_both_report_them(loc
         (work_dir / 'results.md').read_text() in out for out in outs[-1:])
     tables = [out.split('| task |', 1)[1].split('\n\n')[0] for out in outs]
     assert tables[0] == tables[1]
-    assert {(r['protocol'], r['plain_n'], r['treatment_n']) for r in rows(work_dir)
+    assert {(r['protocol'], r['control_n'], r['treatment_n']) for r in rows(work_dir)
             if r['task'] == 'segmentation'} == {('two-stage', 1, 1), ('from-scratch', 1, 1)}
     assert_weights_are_the_records(work_dir)
     assert not list(work_dir.rglob('claim.json'))  # every claim given up
@@ -311,5 +319,5 @@ def test_a_run_that_failed_before_its_first_checkpoint_is_moved_aside_with_its_l
     assert (f'starting afresh (the earlier attempt, which left no checkpoint, moved to {moved})'
             in out)
     assert "cb_position='ffn' is not one of" in (moved / 'suite_run.log').read_text()
-    assert RunDir(run_dir).finished
-    assert [r['plain_n'] for r in rows(work_dir)] == [1]
+    assert RunDir(run_dir).done
+    assert [r['control_n'] for r in rows(work_dir)] == [1]

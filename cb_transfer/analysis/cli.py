@@ -5,11 +5,9 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ..launch import forget_tools_dir
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    forget_tools_dir()
     parser = argparse.ArgumentParser(
         description="Measure how dense a ViT's attention is (the CB paper's normalised entropy, "
         'mean attention distance, query dependence) for every layer and head of checkpoints: '

@@ -1,7 +1,6 @@
 """Run the attention analysis over subjects, and write what it found: JSON (per checkpoint, layer
 and head), a Markdown summary (per row and layer, each arm beside the control) and figures."""
 import json
-import math
 import statistics
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -197,8 +196,3 @@ def write_outputs(results: dict, out_dir: Path) -> Dict[str, Path]:
     for figure in plot(results, out_dir / 'attention'):
         written[figure.name] = figure
     return written
-
-
-def is_finite(results: dict) -> bool:
-    return all(math.isfinite(v) for e in results['checkpoints'] for layer in e['layers']
-               for values in layer.values() for v in values)

@@ -135,7 +135,7 @@ def subjects_from_runs(runs: Sequence) -> Tuple[List[Subject], List[str]]:
     from ..run_dir import RunDir
     subjects, skipped = [], []
     for run in runs:
-        if not run.finished or not run.final_checkpoint:
+        if not run.complete or not run.final_checkpoint:
             skipped.append(f'{run.path}: not finished, no final checkpoint')
             continue
         cfg = RunDir(run.path).config()

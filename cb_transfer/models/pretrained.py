@@ -113,13 +113,12 @@ def model_arm(model: nn.Module) -> str:
     return arm_label(arm_options(dict(model=dict(backbone=backbone))))
 
 
-def describe_weights(path: str, checkpoint=None) -> dict:
+def describe_weights(path: str) -> dict:
     """Where a model's weights come from: file name, path, SHA-256 and, where the checkpoint
-    tells, the arm it was pretrained as."""
+    tells, the arm it was pretrained as (the fields of :class:`cb_transfer.record.Weights`)."""
     with open(Path(path).expanduser(), 'rb') as f:
         sha256 = hashlib.file_digest(f, 'sha256').hexdigest()
-    if checkpoint is None:
-        checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path)
     return dict(file=Path(path).name, path=str(path), sha256=sha256,
                 pretrained_arm=_pretrained_arm(checkpoint))
 

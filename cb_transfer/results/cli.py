@@ -1,16 +1,15 @@
-"""``tools/tabulate.py`` / ``cb-tabulate``: the table of +CB gains over plain from work_dirs."""
+"""``tools/results_table.py`` / ``cb-tabulate``: the table of each arm's gains over its control
+from work_dirs."""
 import argparse
 import sys
 from typing import List, Optional
 
-from ..launch import forget_tools_dir
 from .plot import plot_table
 from .runs import collect_runs
 from .table import FORMATS, build_table
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    forget_tools_dir()
     parser = argparse.ArgumentParser(
         description='Tabulate the gains of +CB over plain backbones from mmengine work_dirs '
         '(and mmseg 0.x / mmdet 2.x *.log.json files).')
@@ -43,7 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f'note: {note}', file=sys.stderr)
     if args.plot:
         plot_table(table, args.plot, curves=args.curves)
-    tabulated = any(r.plain_mean is not None or r.treatment_mean is not None for r in table.rows)
+    tabulated = any(r.control_mean is not None or r.treatment_mean is not None for r in table.rows)
     if not tabulated:
         print(f'nothing could be tabulated from {", ".join(args.dirs)} '
               f'({len(runs)} runs found)', file=sys.stderr)

@@ -43,5 +43,5 @@ def write_suite_outputs(root: Path, runs: Sequence[Run], problems: Sequence[str]
         written['robustness.json'].write_text(json.dumps(evaluated, indent=1))
     written['report.md'] = write_report(root, table, figures, pending, target_gain,
                                         title or root.name)
-    tabulated = any(r.plain_mean is not None or r.treatment_mean is not None for r in table.rows)
+    tabulated = any(r.control_mean is not None or r.treatment_mean is not None for r in table.rows)
     return written, tabulated

@@ -58,19 +58,20 @@ def plot_gains(table: Table, path: str) -> List[Path]:
     orange where it is conditional on one pretraining run per arm, grey where there is none) and
     each replicate's paired difference (dots: a pretraining pair's mean over its seeds, or one
     seed). Written as ``path`` in PNG and PDF."""
-    rows = [r for r in table.rows if r.delta is not None]
+    rows = [r for r in table.rows if r.gain.delta is not None]
     height = 1.0 + 0.42 * max(len(rows), 1)
     fig, ax = plt.subplots(figsize=(WIDTH_INCHES, height))
     for y, row in enumerate(rows):
-        has_ci = row.ci_low is not None
-        ax.errorbar(row.delta, y, xerr=[[row.delta - row.ci_low if has_ci else 0],
-                                        [row.ci_high - row.delta if has_ci else 0]],
+        has_ci = row.gain.ci_low is not None
+        ax.errorbar(row.gain.delta, y, xerr=[[row.gain.delta - row.gain.ci_low if has_ci else 0],
+                                        [row.gain.ci_high - row.gain.delta if has_ci else 0]],
                     fmt='s', capsize=3, markersize=5,
-                    color=INTERVAL_COLOURS.get(row.level, 'tab:gray') if has_ci else 'tab:gray',
+                    color=(INTERVAL_COLOURS.get(row.gain.level, 'tab:gray') if has_ci
+                           else 'tab:gray'),
                     zorder=3)
-        if row.replicates:
-            offsets = np.linspace(-0.18, 0.18, len(row.replicates))
-            ax.scatter(row.replicates, y + offsets, s=10, color='black', alpha=0.7, zorder=4,
+        if row.gain.replicates:
+            offsets = np.linspace(-0.18, 0.18, len(row.gain.replicates))
+            ax.scatter(row.gain.replicates, y + offsets, s=10, color='black', alpha=0.7, zorder=4,
                        label='one replicate (arm minus control)' if y == 0 else None)
     ax.axvline(0, color='black', linewidth=0.8)
     ax.set_yticks(range(len(rows)), [row_label(r, protocol=True, separator='\n') for r in rows],
@@ -81,7 +82,7 @@ def plot_gains(table: Table, path: str) -> List[Path]:
     ax.set_xlabel('gain of the arm over its control (metric points): mean, 95% interval '
                   '(orange: conditional on one pretraining run per arm), each pair or seed',
                   fontsize=FONT)
-    if rows and rows[0].replicates:
+    if rows and rows[0].gain.replicates:
         ax.legend(fontsize=FONT - 1, loc='best')
     ax.set_title('Gains over the control' if rows else 'no row with both arms',
                  fontsize=FONT + 1)
@@ -128,7 +129,7 @@ def _experiments(table: Table) -> List[Tuple[object, Dict[str, list], List[str]]
         entry = found.setdefault(id(control or treated), [row, {}, []])
         for runs in (control, treated):
             if runs:
-                entry[1].setdefault(runs[0].arm, runs)
+                entry[1].setdefault(runs[0].change, runs)
         if row.metric not in entry[2]:
             entry[2].append(row.metric)
     return [tuple(entry) for entry in found.values()]

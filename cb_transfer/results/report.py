@@ -63,7 +63,7 @@ def _weights_section(table: Table) -> List[str]:
             continue
         seen.add(key)
         label = row_label(row, metric=False)
-        lines.append(f'| {label} | {row.protocol} | {row.plain_weights or "-"} | '
+        lines.append(f'| {label} | {row.protocol} | {row.control_weights or "-"} | '
                      f'{row.treatment_weights or "-"} |')
     return lines
 

@@ -1,10 +1,13 @@
 """Read runs for the tables: a suite's runs through their records, anyone's mmengine runs through
 what mmengine writes, and mmseg 0.x / mmdet 2.x ``*.log.json`` files.
 
-Every mmengine run is read through :class:`cb_transfer.run_dir.RunDir`. A suite run is finished
-when its record says so, and its record gives where its weights came from. A run without a record
-(a user's own mmengine run) is judged finished by its logs: trained to within one logging
-interval of ``max_iters`` and evaluated at least once; the tables list the runs judged that way.
+Every mmengine run is read through :class:`cb_transfer.run_dir.RunDir`. A suite run is built from
+its record (:class:`cb_transfer.record.RunRecord`): what it is, where its weights came from, its
+test metrics and cost, never worked out again from its config; its logs give only the evaluations
+logged during training (for ``--best`` and the curves). A run without a record (a user's own
+mmengine run) is identified from its dumped config and judged complete by its logs: trained to
+within one logging interval of ``max_iters`` and evaluated at least once; the tables list the runs
+judged that way.
 A run of the 0.x/2.x releases is one ``*.log.json`` file: a first line with ``env_info`` and the
 config text, then lines with a ``mode`` key (``train`` or ``val``).
 """
@@ -16,6 +19,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from mmengine.config import Config
 
 from ..experiment import identify
+from ..record import RunRecord, Weights
 from ..robustness.metrics import is_relative, is_robustness
 from ..run_dir import ATTEMPTS, ROBUSTNESS, RunDir
 
@@ -24,7 +28,8 @@ FROM_SCRATCH = 'from scratch'
 
 @dataclass
 class Run:
-    """One training run: what it is (from its config) and the evaluations it logged."""
+    """One training run: what it is (from its record, or its config where it has none) and the
+    evaluations it logged."""
     path: str
     task: str
     dataset: str
@@ -32,19 +37,19 @@ class Run:
     arch: str
     schedule: str
     cb: bool
-    arm: str                  # what the arm changes ('plain', '+CB(mlp)', '+reg4', ...)
+    change: str               # what the arm changes ('plain', '+CB(mlp)', '+reg4', ...)
     arm_options: dict
     seed: Optional[int]
-    checkpoint: Optional[str]  # the pretrained file the config names, if any
+    pretrained_file: Optional[str]  # the checkpoint its config loads, if any
     protocol: str
     experiment: str           # the twin rule's fingerprint (cb_transfer.experiment)
     evaluations: Dict[int, dict] = field(default_factory=dict)   # step -> metrics (percent)
     test: Optional[dict] = None
-    finished: bool = True
+    complete: bool = False    # done by its record, or judged so by its logs
     problems: List[str] = field(default_factory=list)
     # where the backbone started, from the run's record (None: from scratch or no record)
-    weights: Optional[dict] = None
-    recorded: bool = False    # finished by its record (a suite run), not judged by its logs
+    weights: Optional[Weights] = None
+    recorded: bool = False    # done by its record (a suite run), not judged by its logs
     final_checkpoint: Optional[str] = None
     losses: Dict[int, float] = field(default_factory=dict)   # step -> training loss
     name: Optional[str] = None          # the plan's name (suite runs)
@@ -58,7 +63,7 @@ class Run:
 
     @property
     def from_scratch(self) -> bool:
-        return self.weights is None and (self.recorded or not self.checkpoint)
+        return self.weights is None and (self.recorded or not self.pretrained_file)
 
     @property
     def unit(self) -> Optional[int]:
@@ -71,15 +76,15 @@ class Run:
     @property
     def upstream_run(self) -> Optional[str]:
         """The plan's name of the upstream run whose checkpoint this run started from."""
-        return (self.weights or {}).get('upstream_run')
+        return self.weights.upstream_run if self.weights else None
 
     @property
     def weights_source(self) -> str:
         """``'<file> (<first 8 hex digits of its SHA-256>)'``, or ``'from scratch'``."""
         if self.weights:
-            return f"{self.weights['file']} ({self.weights['sha256'][:8]})"
-        if self.checkpoint and not self.recorded:
-            return f'{Path(self.checkpoint).name} (no run record: hash unknown)'
+            return f'{self.weights.file} ({self.weights.sha256[:8]})'
+        if self.pretrained_file and not self.recorded:
+            return f'{Path(self.pretrained_file).name} (no run record: hash unknown)'
         return FROM_SCRATCH
 
     def metric(self, name: str, best: bool = False) -> Optional[float]:
@@ -120,14 +125,15 @@ def metrics_of(record: dict, fractions: bool, where: str, problems: List[str]) -
     return out
 
 
-def read_run(run_dir: RunDir) -> Optional[Run]:
-    """One mmengine run (all its starts); None when it has no config that reads."""
-    cfg = run_dir.config()
-    if cfg is None:
-        return None
-    record = run_dir.record
-    run = Run(path=str(run_dir.path), **identify(cfg))
-    fractions = run.task == 'detection'
+def _identity(cfg: dict) -> dict:
+    """A run without a record, identified from its config
+    (:func:`~cb_transfer.experiment.identify`)."""
+    found = identify(cfg)
+    return dict(found, change=found.pop('arm'), pretrained_file=found.pop('checkpoint'))
+
+
+def _logged(run: Run, run_dir: RunDir, fractions: bool) -> None:
+    """The evaluations and training losses the run's logs hold."""
     train, evaluation = run_dir.scalars()
     for step, values in sorted(evaluation.items()):
         found = metrics_of(values, fractions, f'{run_dir.path} step {step}', run_dir.problems)
@@ -135,32 +141,55 @@ def read_run(run_dir: RunDir) -> Optional[Run]:
             run.evaluations[step] = found
     run.losses = {step: float(values['loss']) for step, values in train.items()
                   if isinstance(values.get('loss'), (int, float))}
+
+
+def from_record(run_dir: RunDir, record: RunRecord) -> Run:
+    """A suite run, as its record says (and the evaluations its logs hold)."""
+    p = record.provenance
+    run = Run(path=str(run_dir.path), task=p.task, dataset=p.dataset, model=p.model,
+              arch=p.arch, schedule=p.schedule, cb=bool(p.backbone.get('cb', False)),
+              change=p.change, arm_options=p.backbone, seed=p.seed,
+              pretrained_file=p.weights.path if p.weights else None, protocol=p.protocol,
+              experiment=p.experiment, complete=True, weights=p.weights, recorded=True,
+              final_checkpoint=record.final_checkpoint, name=record.name, pair=p.pair,
+              cost=record.device_seconds, device=record.cost.device)
+    fractions = run.task == 'detection'
+    _logged(run, run_dir, fractions)
+    run.test = metrics_of(record.metrics, fractions, str(run_dir.path), run_dir.problems)
+    _read_robustness(run, RunDir(run_dir.path / ROBUSTNESS, run_dir.problems), fractions)
+    return run
+
+
+def read_run(run_dir: RunDir) -> Optional[Run]:
+    """One mmengine run (all its starts): from its record where it has one, else from its
+    config and logs; None when it has neither a record nor a config that reads."""
+    record = run_dir.record
     if record is not None:
-        run.recorded, run.weights, run.final_checkpoint = True, record.weights, record.checkpoint
-        run.name, run.pair, run.seed = record.name, record.pair, record.seed
-        run.test = metrics_of(record.metrics, fractions, str(run_dir.path), run_dir.problems)
-        cost = record.cost or {}
-        if cost.get('seconds_per_iter') and cost.get('iterations'):
-            run.cost = cost['seconds_per_iter'] * cost['iterations'] * cost.get('processes', 1)
-        run.device = cost.get('device', 'cpu')
-        _read_robustness(run, RunDir(run_dir.path / ROBUSTNESS, run_dir.problems), fractions)
-        return run
+        return from_record(run_dir, record)
+    cfg = run_dir.config()
+    if cfg is None:
+        return None
+    run = Run(path=str(run_dir.path), **_identity(cfg))
+    fractions = run.task == 'detection'
+    _logged(run, run_dir, fractions)
+    train, _ = run_dir.scalars()
     test = run_dir.test_metrics()
     if test is not None:
         run.test = metrics_of(test, fractions, str(run_dir.path), run_dir.problems) or None
-    # Training scalars are logged every `interval` iterations, so a finished run's last logged
+    # Training scalars are logged every `interval` iterations, so a complete run's last logged
     # step may fall short of max_iters by less than that; an interrupted one falls further short.
     max_iters = (cfg.get('train_cfg') or {}).get('max_iters')
     interval = ((cfg.get('default_hooks') or {}).get('logger') or {}).get('interval', 50)
     last_train_step = max(train, default=0)
     last_step = max([last_train_step, *run.evaluations])
+    run.complete = True
     if max_iters and last_train_step and last_step <= max_iters - interval:
-        run.finished = False
+        run.complete = False
         run.problems.append(f'trained to iteration {last_step} of {max_iters}')
     if not run.evaluations and not run.test:
-        run.finished = False
+        run.complete = False
         run.problems.append('no evaluation logged')
-    if run.finished:
+    if run.complete:
         last = run_dir.last_checkpoint()
         run.final_checkpoint = str(last) if last else None
     return run
@@ -194,7 +223,7 @@ def read_legacy_log(path: Path, problems: List[str]) -> Optional[Run]:
         return None
     if 'seed' in header and 'seed' not in cfg:
         cfg['seed'] = header['seed']
-    run = Run(path=str(path), **identify(cfg))
+    run = Run(path=str(path), **_identity(cfg), complete=True)
     for number, record in lines:
         if record.get('mode') == 'val':
             step = record.get('iter') if 'epoch' not in record else record['epoch']
@@ -202,7 +231,7 @@ def read_legacy_log(path: Path, problems: List[str]) -> Optional[Run]:
             if found and isinstance(step, int):
                 run.evaluations.setdefault(step, {}).update(found)
     if not run.evaluations:
-        run.finished = False
+        run.complete = False
         run.problems.append('no evaluation logged')
     return run
 

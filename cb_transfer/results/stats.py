@@ -95,7 +95,7 @@ class Gain:
         units: The replicates the interval is over (pairs, or seeds).
         seeds_per_unit: Fine-tuning seeds per pair (the fewest, where they differ).
         replicates: The paired differences at the interval's level (per pair, or per seed).
-        plain_level, treatment_level: Each arm's values at that level (means over a pair's seeds).
+        control_level, treatment_level: Each arm's values at that level (means over a pair's seeds).
     """
     delta: Optional[float]
     ci_low: Optional[float]
@@ -107,49 +107,51 @@ class Gain:
     conditional: bool = False
     p_value: Optional[float] = None
     replicates: List[float] = field(default_factory=list)
-    plain_level: List[float] = field(default_factory=list)
+    control_level: List[float] = field(default_factory=list)
     treatment_level: List[float] = field(default_factory=list)
     components: Components = field(default_factory=Components)
 
 
-def paired_gain(plain: Dict[int, float], cb: Dict[int, float], confidence: float = 0.95) -> Gain:
-    """The mean of the per-seed differences ``cb - plain`` over the seeds both arms ran, with a
-    paired t interval (``scipy.stats.ttest_rel``). Pairing removes the seed's share of the
+def paired_gain(control: Dict[int, float], treatment: Dict[int, float],
+                confidence: float = 0.95) -> Gain:
+    """The mean of the per-seed differences ``treatment - control`` over the seeds both arms ran,
+    with a paired t interval (``scipy.stats.ttest_rel``). Pairing removes the seed's share of the
     run-to-run spread."""
-    seeds = sorted(plain.keys() & cb.keys())
-    diffs = [cb[s] - plain[s] for s in seeds]
+    seeds = sorted(control.keys() & treatment.keys())
+    diffs = [treatment[s] - control[s] for s in seeds]
     summary = summarize(diffs)
     gain = Gain(summary.mean, None, None, f'paired, n={summary.n}: too few for an interval',
                 level='', units=summary.n, replicates=diffs,
-                plain_level=[plain[s] for s in seeds], treatment_level=[cb[s] for s in seeds])
+                control_level=[control[s] for s in seeds],
+                treatment_level=[treatment[s] for s in seeds])
     if summary.n < 2:
         return gain
     gain.level, gain.method = 'seeds', f'paired t over seeds {seeds}'
     if _constant(diffs):
         gain.method += f'; {NO_SPREAD}'
         return gain
-    result = stats.ttest_rel([cb[s] for s in seeds], [plain[s] for s in seeds])
+    result = stats.ttest_rel([treatment[s] for s in seeds], [control[s] for s in seeds])
     ci = result.confidence_interval(confidence)
     gain.ci_low, gain.ci_high, gain.p_value = float(ci.low), float(ci.high), float(result.pvalue)
     return gain
 
 
-def unpaired_gain(plain: Sequence[float], cb: Sequence[float],
+def unpaired_gain(control: Sequence[float], treatment: Sequence[float],
                   confidence: float = 0.95) -> Gain:
     """Difference of the means with Welch's t interval (``scipy.stats.ttest_ind``, unequal
     variances)."""
-    p, c = summarize(plain), summarize(cb)
+    p, c = summarize(control), summarize(treatment)
     if p.n == 0 or c.n == 0:
         return Gain(None, None, None, 'an arm has no runs')
     gain = Gain(c.mean - p.mean, None, None, f'unpaired, n={p.n}/{c.n}: too few for an interval',
-                plain_level=list(plain), treatment_level=list(cb))
+                control_level=list(control), treatment_level=list(treatment))
     if p.n < 2 or c.n < 2:
         return gain
     gain.level, gain.method = 'unpaired', f'Welch t, n={p.n}/{c.n}'
-    if _constant(plain) and _constant(cb):
+    if _constant(control) and _constant(treatment):
         gain.method += f'; {NO_SPREAD}'
         return gain
-    result = stats.ttest_ind(cb, plain, equal_var=False)
+    result = stats.ttest_ind(treatment, control, equal_var=False)
     ci = result.confidence_interval(confidence)
     gain.ci_low, gain.ci_high, gain.p_value = float(ci.low), float(ci.high), float(result.pvalue)
     return gain
@@ -172,22 +174,23 @@ def variance_components(differences: Dict[Optional[int], List[float]]) -> Compon
     return Components()
 
 
-def gain(plain: Values, cb: Values, units_are_pairs: bool = True,
+def gain(control: Values, treatment: Values, units_are_pairs: bool = True,
          confidence: float = 0.95) -> Gain:
-    """The gain of +CB over plain at the level of the design (see the module's docstring).
+    """The gain of the treatment over the control at the level of the design (see the module's
+    docstring).
 
     Args:
-        plain, cb: (unit, seed, value) of each run of the arm.
+        control, treatment: (unit, seed, value) of each run of the arm.
         units_are_pairs: The units are pretraining pairs (else independent seeds, each its own
             unit: runs from scratch).
     """
-    p = {(u, s): v for u, s, v in plain}
-    c = {(u, s): v for u, s, v in cb}
-    unique = len(p) == len(plain) and len(c) == len(cb)
+    p = {(u, s): v for u, s, v in control}
+    c = {(u, s): v for u, s, v in treatment}
+    unique = len(p) == len(control) and len(c) == len(treatment)
     common = sorted((k for k in p.keys() & c.keys() if k[1] is not None), key=str) \
         if unique else []
     if not common:
-        return unpaired_gain([v for _, _, v in plain], [v for _, _, v in cb], confidence)
+        return unpaired_gain([v for _, _, v in control], [v for _, _, v in treatment], confidence)
     by_unit: Dict[Optional[int], List[float]] = defaultdict(list)
     arms: Dict[Optional[int], Tuple[List[float], List[float]]] = defaultdict(lambda: ([], []))
     for key in common:
@@ -213,7 +216,7 @@ def gain(plain: Values, cb: Values, units_are_pairs: bool = True,
         f'{seeds[0]}-{seeds[-1]} seeds'
     result = Gain(float(d.mean()), None, None, '', level='pairs' if units_are_pairs else 'seeds',
                   units=len(units), seeds_per_unit=seeds[0], replicates=d.tolist(),
-                  plain_level=[float(np.mean(arms[u][0])) for u in units],
+                  control_level=[float(np.mean(arms[u][0])) for u in units],
                   treatment_level=[float(np.mean(arms[u][1])) for u in units],
                   components=components)
     result.method = (f'paired t over {len(units)} pretraining pairs ({per_unit})'

@@ -13,7 +13,9 @@ from ..robustness.metrics import is_robustness
 from ..experiment import CONTROL, arm_order
 from .format import arch_name, arm_text, num
 from .runs import Run
-from .stats import gain, summarize
+from .stats import Gain, gain, summarize
+
+NO_RUNS = 'an arm has no runs'
 
 DEFAULT_METRICS = {'classification': ['accuracy/top1', 'accuracy/top5'],
                    'segmentation': ['mIoU'], 'detection': ['coco/bbox_mAP', 'coco/segm_mAP']}
@@ -59,34 +61,22 @@ class Row:
     arm: str
     metric: str
     selection: str
-    plain_n: int
-    plain_mean: Optional[float]
-    plain_std: Optional[float]
+    control_n: int
+    control_mean: Optional[float]
+    control_std: Optional[float]
     treatment_n: int
     treatment_mean: Optional[float]
     treatment_std: Optional[float]
-    delta: Optional[float]
-    ci_low: Optional[float]
-    ci_high: Optional[float]
-    method: str
     reference: Optional[float]
     protocol: str = ''
-    plain_weights: str = ''     # where each arm's backbone started: file (sha256[:8]) or scratch
+    control_weights: str = ''     # where each arm's backbone started: file (sha256[:8]) or scratch
     treatment_weights: str = ''
-    plain_seeds: List = field(default_factory=list)
+    control_seeds: List = field(default_factory=list)
     treatment_seeds: List = field(default_factory=list)
-    plain_values: List = field(default_factory=list)   # (unit, seed, value) of each run
+    control_values: List = field(default_factory=list)   # (unit, seed, value) of each run
     treatment_values: List = field(default_factory=list)
-    # the gain at the level of the design (cb_transfer.results.stats.Gain)
-    level: str = ''
-    units: int = 0
-    seeds_per_unit: int = 0
-    conditional: bool = False
-    p_value: Optional[float] = None
-    replicates: List = field(default_factory=list)
-    plain_level: List = field(default_factory=list)
-    treatment_level: List = field(default_factory=list)
-    components: Dict = field(default_factory=dict)
+    # the gain at the level of the design, with its interval and what it rests on
+    gain: Gain = field(default_factory=lambda: Gain(None, None, None, NO_RUNS))
     costs: Dict = field(default_factory=dict)    # device-seconds: 'pair', 'seed'; 'device'
     contrast: str = ''         # 'interaction' for a 2x2 factorial's interaction row
     control: str = CONTROL     # the arm the treatment is compared with (plain_*: its runs)
@@ -108,39 +98,39 @@ def build_table(runs: Sequence[Run], problems: Sequence[str] = (),
     whose changes every other arm shares (the rows then say ``ARM vs CONTROL``)."""
     notes = list(problems)
     for run in runs:
-        if not run.finished:
+        if not run.complete:
             notes.append(f'incomplete, not tabulated: {run.path} ({"; ".join(run.problems)})')
-    judged = [run.path for run in runs if run.finished and not run.recorded]
+    judged = [run.path for run in runs if run.complete and not run.recorded]
     if judged:
         notes.append(f'{len(judged)} run{"s" * (len(judged) > 1)} without a run record, judged '
                      'finished by their logs (trained to the end of the schedule, evaluated): '
                      + ', '.join(judged))
     experiments: Dict[str, Dict[str, List[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        if run.finished:
-            experiments[run.experiment][run.arm].append(run)
+        if run.complete:
+            experiments[run.experiment][run.change].append(run)
 
     by_name = {run.name: run for run in runs if run.name}
     entries = []
     for arms in experiments.values():
         control = _control(arms)
-        plain = arms.get(control, [])
+        control_runs = arms.get(control, [])
         treatments = sorted(k for k in arms if k != control) or ['']
         for treatment in treatments:
             treated = arms[treatment] if treatment else []
-            sample = (plain or treated)[0]
-            for metric in metrics or _logged_defaults(sample.task, plain + treated):
-                row = _row(sample, treatment, metric, plain, treated, best, notes)
-                row.control = control if plain and treatment else ''
-                row.costs = _costs(plain, treated, by_name)
-                entries.append((row, (plain, treated)))
+            sample = (control_runs or treated)[0]
+            for metric in metrics or _logged_defaults(sample.task, control_runs + treated):
+                row = _row(sample, treatment, metric, control_runs, treated, best, notes)
+                row.control = control if control_runs and treatment else ''
+                row.costs = _costs(control_runs, treated, by_name)
+                entries.append((row, (control_runs, treated)))
         every_run = [run for runs in arms.values() for run in runs]
         notes.extend(_protocol_notes(every_run[0], every_run))  # once for all the arms
         for factors in _factorials(arms, control):
-            sample = plain[0]
-            for metric in metrics or _logged_defaults(sample.task, plain):
+            sample = control_runs[0]
+            for metric in metrics or _logged_defaults(sample.task, control_runs):
                 row = _interaction_row(sample, metric, control, factors, arms, best, notes)
-                entries.append((row, (plain, arms[factors[2]])))
+                entries.append((row, (control_runs, arms[factors[2]])))
     entries.sort(key=lambda e: (TASK_ORDER.get(e[0].task, 9), e[0].task, e[0].protocol,
                                 e[0].dataset, e[0].model, e[0].arch, e[0].schedule, e[0].metric,
                                 e[0].contrast, arm_order(e[0].arm)))
@@ -167,7 +157,7 @@ def _sources(arm: List[Run]) -> str:
 def _protocol_notes(sample: Run, runs: List[Run]) -> List[str]:
     """What a row's weights say against the protocol it declares: in the two-stage protocol
     each arm starts from its own checkpoint, pretrained as that arm (the same changes)."""
-    arms = {r.arm for r in runs}
+    arms = {r.change for r in runs}
     if sample.protocol != 'two-stage' or len(arms) < 2:
         return []
     where = f'{sample.model} {sample.arch} {sample.schedule} ({sample.protocol})'
@@ -175,18 +165,18 @@ def _protocol_notes(sample: Run, runs: List[Run]) -> List[str]:
     owners = defaultdict(set)
     for r in runs:
         if r.weights:
-            owners[r.weights['sha256']].add(r.arm)
+            owners[r.weights.sha256].add(r.change)
     shared = sorted(h[:8] for h, owner in owners.items() if len(owner) > 1)
     if shared:
         notes.append(f'{where}: arms started from the same weights (sha256 '
                      f'{", ".join(shared)}): that is the change switched on at fine-tuning, not '
                      'the two-stage protocol')
     for arm in sorted(arms):
-        wrong = [r for r in runs if r.arm == arm and r.weights
-                 and r.weights.get('pretrained_arm') not in (None, r.arm)]
+        wrong = [r for r in runs if r.change == arm and r.weights
+                 and r.weights.pretrained_arm not in (None, r.change)]
         if wrong:
             notes.append(f'{where}: the {arm} arm started from weights pretrained as '
-                         f"{wrong[0].weights['pretrained_arm']} ({_sources(wrong)})")
+                         f'{wrong[0].weights.pretrained_arm} ({_sources(wrong)})')
     return notes
 
 
@@ -281,44 +271,32 @@ def _interaction_row(sample: Run, metric: str, control: str, factors: Tuple[str,
                 for u, s in keys]
     combined = [(u, s, values[ab][(u, s)]) for u, s in keys]
     row = _row(sample, ab, metric, [], [], best, notes)
-    g = gain(baseline, combined, units_are_pairs=any(r.pair is not None for r in arms[ab]))
+    row.gain = gain(baseline, combined, units_are_pairs=any(r.pair is not None for r in arms[ab]))
     row.arm = f'{ab} vs {a} and {b} (interaction)'
     row.contrast, row.control = 'interaction', control
-    for name in ('delta', 'ci_low', 'ci_high', 'method', 'level', 'units', 'seeds_per_unit',
-                 'conditional', 'p_value', 'replicates', 'plain_level', 'treatment_level'):
-        setattr(row, name, getattr(g, name))
-    row.components = asdict(g.components)
     return row
 
 
-def _row(sample: Run, arm: str, metric: str, plain: List[Run], cb: List[Run], best: bool,
-         notes: List[str]) -> Row:
-    p, c = _values(plain, metric, best, notes), _values(cb, metric, best, notes)
+def _row(sample: Run, arm: str, metric: str, control_runs: List[Run], treated: List[Run],
+         best: bool, notes: List[str]) -> Row:
+    p, c = _values(control_runs, metric, best, notes), _values(treated, metric, best, notes)
     ps, cs = summarize([v for _, _, v in p]), summarize([v for _, _, v in c])
-    g = gain(p, c, units_are_pairs=any(r.pair is not None for r in plain + cb)) \
-        if p and c else None
+    g = gain(p, c, units_are_pairs=any(r.pair is not None for r in control_runs + treated)) \
+        if p and c else Gain(None, None, None, NO_RUNS)
     return Row(task=sample.task, dataset=sample.dataset, model=sample.model, arch=sample.arch,
-               schedule=sample.schedule, arm=arm or sample.arm, metric=metric,
+               schedule=sample.schedule, arm=arm or sample.change, metric=metric,
                selection=('final checkpoint' if is_robustness(metric) else
                           'best' if best else 'last'),
-               plain_n=ps.n, plain_mean=ps.mean, plain_std=ps.std,
+               control_n=ps.n, control_mean=ps.mean, control_std=ps.std,
                treatment_n=cs.n, treatment_mean=cs.mean, treatment_std=cs.std,
-               delta=g.delta if g else None, ci_low=g.ci_low if g else None,
-               ci_high=g.ci_high if g else None,
-               method=g.method if g else 'an arm has no runs',
                reference=REFERENCES.get((sample.dataset, sample.model, arch_name(sample.arch),
                                          sample.schedule, metric)),
-               protocol=sample.protocol, plain_weights=_sources(plain),
-               treatment_weights=_sources(cb),
-               plain_seeds=sorted({s for _, s, _ in p if s is not None}),
+               protocol=sample.protocol, control_weights=_sources(control_runs),
+               treatment_weights=_sources(treated),
+               control_seeds=sorted({s for _, s, _ in p if s is not None}),
                treatment_seeds=sorted({s for _, s, _ in c if s is not None}),
-               plain_values=sorted(map(list, p), key=_by_unit),
-               treatment_values=sorted(map(list, c), key=_by_unit),
-               **({} if g is None else dict(
-                   level=g.level, units=g.units, seeds_per_unit=g.seeds_per_unit,
-                   conditional=g.conditional, p_value=g.p_value, replicates=g.replicates,
-                   plain_level=g.plain_level, treatment_level=g.treatment_level,
-                   components=asdict(g.components))))
+               control_values=sorted(map(list, p), key=_by_unit),
+               treatment_values=sorted(map(list, c), key=_by_unit), gain=g)
 
 
 def _by_unit(item):
@@ -334,11 +312,11 @@ def _arm(n: int, mean: Optional[float], std: Optional[float]) -> str:
 
 
 def _gain(row: Row) -> str:
-    if row.delta is None:
+    if row.gain.delta is None:
         return ''
-    if row.ci_low is None:
-        return f'{row.delta:+.2f}'
-    return f'{row.delta:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}]'
+    if row.gain.ci_low is None:
+        return f'{row.gain.delta:+.2f}'
+    return f'{row.gain.delta:+.2f} [{row.gain.ci_low:+.2f}, {row.gain.ci_high:+.2f}]'
 
 
 def to_markdown(table: Table, reference: bool = False) -> str:
@@ -350,9 +328,9 @@ def to_markdown(table: Table, reference: bool = False) -> str:
     for r in table.rows:
         cells = [r.task, r.protocol, r.dataset, r.model, r.arch, r.schedule,
                  f'{r.metric} ({r.selection})', arm_text(r),
-                 _arm(r.plain_n, r.plain_mean, r.plain_std),
-                 _arm(r.treatment_n, r.treatment_mean, r.treatment_std), _gain(r), r.method,
-                 r.plain_weights, r.treatment_weights]
+                 _arm(r.control_n, r.control_mean, r.control_std),
+                 _arm(r.treatment_n, r.treatment_mean, r.treatment_std), _gain(r), r.gain.method,
+                 r.control_weights, r.treatment_weights]
         if reference:
             cells.append(num(r.reference, missing=''))
         lines.append('| ' + ' | '.join(cells) + ' |')
@@ -375,12 +353,18 @@ def to_json(table: Table) -> str:
 
 def to_csv(table: Table) -> str:
     out = io.StringIO()
-    fields = list(Row.__dataclass_fields__)
-    writer = csv.DictWriter(out, fieldnames=fields)
+    def flat(row: Row) -> dict:  # the gain's fields as columns of their own
+        fields = asdict(row)
+        gain_fields = fields.pop('gain')
+        components = gain_fields.pop('components')
+        return {**fields, **gain_fields, **{f'components_{k}': v for k, v in components.items()}}
+
+    rows = [flat(r) for r in table.rows]
+    writer = csv.DictWriter(out, fieldnames=list(rows[0] if rows else Row.__dataclass_fields__))
     writer.writeheader()
-    for r in table.rows:
+    for r in rows:
         writer.writerow({k: (' '.join(map(str, v)) if isinstance(v, list) else
-                             '' if v is None else v) for k, v in asdict(r).items()})
+                             '' if v is None else v) for k, v in r.items()})
     return out.getvalue()
 
 
@@ -394,12 +378,12 @@ def to_latex(table: Table) -> str:
              r'$\Delta$ (95\% CI) \\',
              r'\midrule']
     for r in table.rows:
-        plain = '' if r.plain_mean is None else f'{r.plain_mean:.2f}'
-        cb = '' if r.treatment_mean is None else f'{r.treatment_mean:.2f}'
+        control = '' if r.control_mean is None else f'{r.control_mean:.2f}'
+        treatment = '' if r.treatment_mean is None else f'{r.treatment_mean:.2f}'
         delta = _gain(r).replace('[', '{[}').replace(']', '{]}')
         lines.append(' & '.join(esc(x) for x in (r.dataset, r.model, r.arch, r.schedule, r.metric,
                                                  arm_text(r)))
-                     + f' & {plain} & {cb} & {delta} \\\\')
+                     + f' & {control} & {treatment} & {delta} \\\\')
     lines += [r'\bottomrule', r'\end{tabular}']
     return '\n'.join(lines) + '\n'
 

@@ -76,7 +76,7 @@ def _interval(statistic, samples) -> Tuple[float, float]:
 def family(row) -> str:
     """'about the change' for rows replicated at the level of the design, 'conditional' for rows
     of one pretraining run per arm."""
-    return CONDITIONAL if row.conditional else ABOUT_CHANGE
+    return CONDITIONAL if row.gain.conditional else ABOUT_CHANGE
 
 
 def measure(row) -> str:
@@ -108,15 +108,16 @@ class Verdict:
 def verdicts(rows: Sequence) -> List[Verdict]:
     """One verdict per (protocol, arm, family, measure, task) and per (protocol, arm, family,
     measure) over its tasks, for the rows that compare two arms."""
-    compared = [r for r in rows if r.delta is not None and r.plain_level and r.treatment_level]
+    compared = [r for r in rows if r.gain.delta is not None and r.gain.control_level
+                and r.gain.treatment_level]
     out = []
     for protocol, arm in dict.fromkeys((r.protocol, arm_text(r)) for r in compared):
         for kind in (ABOUT_CHANGE, CONDITIONAL):
             for what in MEASURES:
                 group = [r for r in compared if (r.protocol, arm_text(r)) == (protocol, arm)
                          and family(r) == kind and measure(r) == what]
-                tested = [r for r in group if r.p_value is not None]
-                adjusted = dict(zip(map(id, tested), holm([r.p_value for r in tested])))
+                tested = [r for r in group if r.gain.p_value is not None]
+                adjusted = dict(zip(map(id, tested), holm([r.gain.p_value for r in tested])))
                 tasks = list(dict.fromkeys(r.task for r in group))
                 groups = [(t, [r for r in group if r.task == t]) for t in tasks]
                 if len(tasks) > 1:
@@ -128,16 +129,17 @@ def verdicts(rows: Sequence) -> List[Verdict]:
 
 def _verdict(protocol: str, arm: str, kind: str, what: str, task: str, group: Sequence,
              adjusted: Dict[int, float]) -> Verdict:
-    replicated = [r for r in group if len(r.replicates) >= 2]
+    replicated = [r for r in group if len(r.gain.replicates) >= 2]
     verdict = Verdict(protocol, arm, kind, what, task, len(group), len(replicated),
-                      float(np.mean([r.delta for r in group])), None,
-                      float(_improvement(*[np.array(a, float) for r in group
-                                           for a in (r.plain_level, r.treatment_level)])), None,
+                      float(np.mean([r.gain.delta for r in group])), None,
+                      float(_improvement(*[np.array(a, float) for r in group for a in
+                                           (r.gain.control_level, r.gain.treatment_level)])),
+                      None,
                       tested=sum(id(r) in adjusted for r in group))
     if replicated:
-        verdict.gain_ci = _interval(_mean_gain, [np.array(r.replicates) for r in replicated])
+        verdict.gain_ci = _interval(_mean_gain, [np.array(r.gain.replicates) for r in replicated])
         levels = [np.array(a, float) for r in replicated
-                  for a in (r.plain_level, r.treatment_level)]
+                  for a in (r.gain.control_level, r.gain.treatment_level)]
         verdict.improvement_ci = _interval(_improvement, levels)
     verdict.surviving = [f'{row_label(r)} ({adjusted[id(r)]:.3g})' for r in group
                          if id(r) in adjusted and adjusted[id(r)] < ALPHA]
@@ -165,21 +167,22 @@ def row_design(row, target_gain: Optional[float] = None, pairs: Optional[int] = 
                seeds: Optional[int] = None) -> Optional[RowDesign]:
     """The design figures of a row (None for a row without paired replicates). ``pairs`` and
     ``seeds``: the design to judge (default: the row's own)."""
-    if row.level not in ('pairs', 'seeds', 'conditional'):
+    if row.gain.level not in ('pairs', 'seeds', 'conditional'):
         return None
-    components = Components(**row.components)
+    components = row.gain.components
     costs = row.costs or {}
-    if row.level == 'conditional':  # given this pair: its seeds are the replicates
-        seeds = seeds or len(row.replicates)
-        return RowDesign(row_label(row), row.protocol, row.level, 1, len(row.replicates),
+    if row.gain.level == 'conditional':  # given this pair: its seeds are the replicates
+        seeds = seeds or len(row.gain.replicates)
+        return RowDesign(row_label(row), row.protocol, row.gain.level, 1, len(row.gain.replicates),
                          components, minimum_detectable_gain(Components(total=components.seeds),
                                                              seeds, 1),
                          costs.get('pair'), costs.get('seed'), costs.get('device', 'cpu'))
-    own_pairs = row.units
-    own_seeds = row.seeds_per_unit if row.level == 'pairs' else 1
+    own_pairs = row.gain.units
+    own_seeds = row.gain.seeds_per_unit if row.gain.level == 'pairs' else 1
     pairs, seeds = pairs or own_pairs, seeds or own_seeds
-    design = RowDesign(row_label(row), row.protocol, row.level, own_pairs, own_seeds, components,
-                       minimum_detectable_gain(components, pairs, seeds), costs.get('pair'),
+    design = RowDesign(row_label(row), row.protocol, row.gain.level, own_pairs, own_seeds,
+                       components, minimum_detectable_gain(components, pairs, seeds),
+                       costs.get('pair'),
                        costs.get('seed'), costs.get('device', 'cpu'))
     if target_gain is not None and design.cost_pair is not None:
         design.target_gain = target_gain

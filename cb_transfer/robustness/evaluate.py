@@ -72,10 +72,11 @@ def evaluate_robustness(cfg, checkpoint: str, work_dir: Path, corruptions: Seque
     Returns:
         The summary over every evaluation: P, the mean under corruption and the relative one.
     """
+    from mmengine.dist import barrier, get_rank
     from mmengine.logging import print_log
     from mmengine.runner import TestLoop
 
-    from ..launch import barrier, build_runner, rank
+    from ..launch import build_runner
     unknown = set(corruptions) - set(BENCHMARK + HELD_OUT)
     if unknown:
         raise ValueError(f'unknown corruptions {sorted(unknown)}')
@@ -99,7 +100,7 @@ def evaluate_robustness(cfg, checkpoint: str, work_dir: Path, corruptions: Seque
                 loader['dataset']['pipeline'], corruption, severity)
             runner._test_loop = TestLoop(runner, loader, cfg.test_evaluator)
             metrics = runner.test_loop.run()
-            if rank() == 0:
+            if get_rank() == 0:
                 _append(work_dir, dict(corruption=corruption, severity=severity,
                                        metrics={k: float(v) for k, v in metrics.items()}))
         runner.call_hook('after_run')

@@ -5,7 +5,7 @@ from typing import List, Optional
 
 from ..run_dir import RunDir
 from .console import Console, capture_output, console_stream
-from .executor import Executor
+from .loop import Executor, carry_out, dry_run, show_status
 from .plan import Plan, SuiteError, load_plan
 
 LAUNCHERS = ('none', 'pytorch', 'slurm')
@@ -19,9 +19,9 @@ def finish(plan: Plan, console: Console, target_gain: Optional[float]) -> int:
     from ..analysis.sources import subjects_from_runs
     from ..results.outputs import write_suite_outputs
     from ..results.runs import read_run_dirs
-    finished = [r for r in plan.runs if RunDir(r.work_dir).finished]
+    finished = [r for r in plan.runs if RunDir(r.work_dir).done]
     # a robustness evaluation is read with the run it evaluates
-    runs, problems = read_run_dirs([r.work_dir for r in finished if r.stage != 'robustness'])
+    runs, problems = read_run_dirs([r.work_dir for r in finished if r.stage.trains])
     subjects, _ = subjects_from_runs(runs)
     if subjects:
         console.line(f'attention analysis: {len(subjects)} checkpoints x {ATTENTION_IMAGES} '
@@ -130,8 +130,6 @@ def make_executor(args: argparse.Namespace, plan: Plan) -> Executor:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from ..launch import forget_tools_dir
-    forget_tools_dir()
     args = parse_args(argv)
     console = Console(console_stream())
     try:
@@ -141,7 +139,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         console.line(f'error: {err}')
         return 2
     if args.status:
-        executor.status(plan, console)
+        show_status(plan, executor, console)
         return 0
     if plan.smoke_data and not args.dry_run:
         from ..data import make_smoke_data
@@ -149,7 +147,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     console.line(f'suite {args.suite}: {plan.summary()}; work dir {plan.root}')
     missing = plan.missing_inputs()
     if args.dry_run:
-        executor.dry_run(plan, console)
+        dry_run(plan, executor, console)
         _pilot_power(plan, console, args.target_gain)
         if missing:
             console.line('missing inputs (a real run stops before starting anything):\n  '
@@ -169,11 +167,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _run(executor: Executor, plan: Plan, console: Console, args) -> int:
     """Carry the plan out, then report."""
-    failed = executor.carry_out(plan, console)
-    if failed is None:
+    outcome = carry_out(plan, executor, console)
+    if not outcome.waited:
         console.line(f'check with: {sys.argv[0]} {args.suite} --launcher {args.launcher} '
                      '--status (or --wait to block until the jobs end and report)')
         return 0
+    failed = outcome.unfinished
     code = finish(plan, console, args.target_gain)
     if failed:
         console.line(f'{len(failed)} run{"s" * (len(failed) > 1)} did not finish: '
@@ -188,8 +187,7 @@ def _pilot_power(plan: Plan, console: Console, target_gain: float) -> None:
     from ..results.report import design_lines
     from ..results.runs import read_run_dirs
     from ..results.table import build_table
-    finished = [r.work_dir for r in plan.runs
-                if r.stage != 'robustness' and RunDir(r.work_dir).finished]
+    finished = [r.work_dir for r in plan.runs if r.stage.trains and RunDir(r.work_dir).done]
     if not finished:
         return
     lines = design_lines(build_table(*read_run_dirs(finished)).rows, target_gain,

@@ -17,9 +17,9 @@ import socket
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from ..experiment import arm_options
-from ..run_dir import RunDir, RunRecord, now
-from .plan import PlannedRun, load_plan
+from ..record import Cost, Provenance, RunRecord, Weights
+from ..run_dir import RunDir, now
+from .plan import PlannedRun, Stage, load_plan
 
 
 def upstream_checkpoint(run: PlannedRun) -> str:
@@ -28,7 +28,7 @@ def upstream_checkpoint(run: PlannedRun) -> str:
     if record is None:
         raise RuntimeError(f'this run starts from the last checkpoint of the upstream run '
                            f'{run.weights.run} ({run.weights.work_dir}), which has not finished')
-    return record.checkpoint
+    return record.final_checkpoint
 
 
 def resolve_weights(run: PlannedRun) -> Optional[str]:
@@ -40,34 +40,49 @@ def resolve_weights(run: PlannedRun) -> Optional[str]:
     return upstream_checkpoint(run)
 
 
-def weights_provenance(run: PlannedRun, cfg) -> Optional[dict]:
-    """Where the run's backbone started, as data: the file the config loads (path, name,
-    SHA-256, whether the model that wrote it used CB) and the planned run that wrote it; None
-    when the backbone trains from scratch."""
-    from ..models.pretrained import describe_weights
+def init_checkpoint(cfg) -> Optional[str]:
+    """The checkpoint the backbone of a config loads (``init_cfg``), or None."""
     init = (cfg.model.get('backbone') or {}).get('init_cfg') or {}
-    if init.get('type') != 'Pretrained':
+    return init['checkpoint'] if init.get('type') == 'Pretrained' else None
+
+
+def weights_origin(run: PlannedRun, checkpoint: Optional[str]) -> Optional[Weights]:
+    """Where the run's backbone started, as data: the file (path, name, SHA-256, what the model
+    that wrote it changed) and the planned run that wrote it; None from scratch."""
+    if checkpoint is None:
         return None
-    return dict(describe_weights(init['checkpoint']),
-                upstream_run=run.weights.run if run.weights else None)
+    from ..models.pretrained import describe_weights
+    return Weights(**describe_weights(checkpoint),
+                   upstream_run=run.weights.run if run.weights else None)
+
+
+def provenance(run: PlannedRun, cfg, weights: Optional[Weights]) -> Provenance:
+    """What the run is: the plan's facts, and the resolved config's as the tables name them."""
+    from ..experiment import identify
+    identity = identify(cfg.to_dict())
+    return Provenance(
+        stage=run.stage.value, protocol=run.protocol, arm=run.arm, pair=run.pair, seed=run.seed,
+        weights=weights, change=identity['arm'], backbone=identity['arm_options'],
+        experiment=identity['experiment'],
+        **{k: identity[k] for k in ('task', 'dataset', 'model', 'arch', 'schedule')})
 
 
 def record_run(run: PlannedRun, cfg, checkpoint: Path, metrics: dict, iterations: int,
-               cost: dict, weights: Optional[dict], launcher: str) -> RunRecord:
+               evaluations: int, cost: dict, weights: Optional[Weights],
+               launcher: str) -> RunRecord:
     """The run's record, written atomically by rank 0 (the caller has met the other ranks at a
     barrier): the one writer of records."""
     import torch
-
-    from ..launch import rank, world_size
+    from mmengine.dist import get_rank, get_world_size
     record = RunRecord(
-        name=run.name, suite=run.suite, stage=run.stage, arm=run.arm,
-        backbone=arm_options(cfg.to_dict()), protocol=run.protocol, seed=run.seed, pair=run.pair,
-        config=run.config, checkpoint=str(checkpoint), iterations=iterations,
-        metrics={k: float(v) for k, v in metrics.items()}, weights=weights,
-        cost=dict(cost, processes=world_size(),
-                  device='cuda' if torch.cuda.is_available() else 'cpu'),
-        launcher=launcher, host=socket.gethostname(), finished=now())
-    if rank() == 0:
+        name=run.name, suite=run.suite, config=run.config,
+        provenance=provenance(run, cfg, weights), final_checkpoint=str(checkpoint),
+        iterations=iterations, evaluations=evaluations,
+        metrics={k: float(v) for k, v in metrics.items()},
+        cost=Cost(processes=get_world_size(),
+                  device='cuda' if torch.cuda.is_available() else 'cpu', **cost),
+        launcher=launcher, host=socket.gethostname(), finished_at=now())
+    if get_rank() == 0:
         RunDir(run.work_dir).write_record(record)
     return record
 
@@ -86,9 +101,11 @@ def execute(run: PlannedRun, launcher: str = 'none', hooks: Sequence = (),
     Returns:
         The run's record.
     """
-    if run.stage == 'robustness':
+    if run.stage is Stage.ROBUSTNESS:
         return robustness(run, launcher, hooks, log_level)
-    from ..launch import barrier, load_config, test, train
+    from mmengine.dist import barrier
+
+    from ..launch import load_config, test, train
     pretrained = resolve_weights(run)
 
     def config():
@@ -103,10 +120,9 @@ def execute(run: PlannedRun, launcher: str = 'none', hooks: Sequence = (),
     barrier()  # rank 0 saved the last checkpoint
     checkpoint = RunDir(run.work_dir).last_checkpoint()
     metrics = test(config(), str(checkpoint))
-    record = record_run(run, cfg, checkpoint, metrics, runner.iter,
-                        dict(seconds_per_iter=RunDir(run.work_dir).seconds_per_iter(),
-                             iterations=int(runner.iter)),
-                        weights_provenance(run, cfg), launcher)
+    record = record_run(run, cfg, checkpoint, metrics, int(runner.iter), 1,
+                        dict(seconds_per_iter=RunDir(run.work_dir).seconds_per_iter()),
+                        weights_origin(run, init_checkpoint(cfg)), launcher)
     barrier()  # nobody reads the record before it is whole
     return record
 
@@ -118,8 +134,9 @@ def robustness(run: PlannedRun, launcher: str = 'none', hooks: Sequence = (),
     that run (``<its work dir>/robustness``)."""
     import time
 
-    from ..launch import barrier, load_config
-    from ..models.pretrained import describe_weights
+    from mmengine.dist import barrier
+
+    from ..launch import load_config
     from ..robustness.evaluate import evaluate_robustness
     start = time.time()
     checkpoint = upstream_checkpoint(run)
@@ -131,17 +148,16 @@ def robustness(run: PlannedRun, launcher: str = 'none', hooks: Sequence = (),
     summary = evaluate_robustness(cfg, checkpoint, run.work_dir, run.corruptions,
                                   run.severities, hooks)
     record = record_run(run, cfg, Path(checkpoint), summary, 0,
-                        dict(seconds=time.time() - start,
-                             evaluations=1 + len(run.corruptions) * len(run.severities)),
-                        dict(describe_weights(checkpoint), upstream_run=run.after), launcher)
+                        1 + len(run.corruptions) * len(run.severities),
+                        dict(seconds=time.time() - start),
+                        weights_origin(run, checkpoint), launcher)
     barrier()
     return record
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     """One run of a suite, in each process torchrun starts (the torchrun executor's command)."""
-    from ..launch import distributed_session, forget_tools_dir
-    forget_tools_dir()
+    from ..launch import distributed_session
     parser = argparse.ArgumentParser(description='Carry out one run of a suite (the torchrun '
                                      "executor's command, in each process)")
     parser.add_argument('suite')

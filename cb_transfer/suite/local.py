@@ -1,19 +1,21 @@
 """The local executor (the embedded default): the unfinished runs on this machine, up to ``jobs`` at
 a time, each in a worker process with ``threads`` CPU threads (with ``jobs=1``, in this process).
 
-Each run goes through :func:`cb_transfer.suite.job.execute`, the same work a Slurm job does, and
-starts once the upstream run it depends on has finished. On a small CPU two single-threaded runs
-side by side do more work than one run on both cores (the small models of the smoke suite use
-threads poorly, and Python's own work runs in parallel), so by default a CPU machine runs as
-many runs as it has cores, up to two, one thread each. The same seed and thread count give the
-same numbers; another thread count gives other rounding, so other numbers.
+Each run goes through :func:`cb_transfer.suite.job.execute`, the same work a Slurm job does; the
+loop (:func:`cb_transfer.suite.loop.carry_out`) starts it once the run it starts from is done. On
+a small CPU two single-threaded runs side by side do more work than one run on both cores (the
+small models of the smoke suite use threads poorly, and Python's own work runs in parallel), so
+by default a CPU machine runs as many runs as it has cores, up to two, one thread each. The same
+seed and thread count give the same numbers; another thread count gives other rounding, so other
+numbers.
 
-The console shows the suite's own lines; each run's output (mmengine's log, library warnings,
-pycocotools' tables) goes to ``<run work dir>/suite_run.log`` unless ``verbose``.
+The console shows the suite's own lines and one progress line (tqdm's meter, all runs together);
+each run's output (mmengine's log, library warnings, pycocotools' tables) goes to
+``<run work dir>/suite_run.log`` unless ``verbose``.
 
 Why not submitit's ``AutoExecutor(cluster='local')``: it starts a fresh interpreter per run and
 reports nothing until the run ends, where this executor's workers stay warm (a run's imports and
-Runner start cost seconds) and stream each run's progress to one console line.
+Runner start cost seconds) and stream each run's progress to the console.
 """
 import contextlib
 import functools
@@ -25,19 +27,18 @@ import queue
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from mmengine.hooks import Hook
 
-from ..run_dir import RunDir, RunHeld
-from .console import Console, capture_output, clock
-from .executor import Executor, prepare
+from .console import Console, capture_output
 from .job import execute
-from .plan import Plan, PlannedRun
+from .lifecycle import Job, Phase, Status
+from .loop import SUMMARY_METRICS, Executor
+from .plan import Plan, PlannedRun, Stage
 
 RUN_LOG = 'suite_run.log'
-SUMMARY_METRICS = ('accuracy/top1', 'mIoU', 'coco/bbox_mAP', 'coco/segm_mAP')
-_progress: Optional[multiprocessing.Queue] = None  # a worker's line to the main process
+_progress = None  # a worker's line to the main process (a queue, or the meter in this process)
 
 
 def default_jobs() -> int:
@@ -57,22 +58,17 @@ def _schedule_length(config: str, options: str) -> int:
 
 
 def max_iters(run: PlannedRun) -> int:
-    """The iterations the run's config trains for, with the suite's options (for an
-    epoch-based config its epochs: a first guess, which the run corrects once it starts); for a
-    robustness evaluation, its evaluations."""
-    if run.stage == 'robustness':
+    """The steps of a run's progress: the iterations its config trains for, with the suite's
+    options (for an epoch-based config its epochs: a first guess, which the run corrects once it
+    starts); for a robustness evaluation, its evaluations."""
+    if run.stage is Stage.ROBUSTNESS:
         return 1 + len(run.corruptions) * len(run.severities)
     return _schedule_length(run.config, json.dumps(run.options, sort_keys=True))
 
 
-def _summary(metrics: Dict[str, float]) -> str:
-    shown = [f'{k} {metrics[k]:.3f}' for k in SUMMARY_METRICS if k in metrics]
-    return ', '.join(shown) or 'no metric'
-
-
 class _ReportProgress(Hook):
-    """In a worker: sends (run, iteration, max, loss, last metric) to the main process; for a
-    robustness evaluation, (run, evaluations done, evaluations, nan, last metric)."""
+    """In a worker: sends (run, step, steps, loss, last metric) to the main process, a step being
+    a training iteration or, for a robustness evaluation, an evaluation (loss nan)."""
 
     priority = 'LOW'
 
@@ -105,21 +101,24 @@ def _start_worker(progress, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-class _ShowAtOnce:
-    """Progress of a run in this process: straight to the board."""
-
-    def __init__(self, board: '_Board') -> None:
-        self.board = board
-
-    def put(self, message: tuple) -> None:
-        self.board.show(*message)
+def _work(run: PlannedRun, verbose: bool):
+    """A worker's job: one run, its output in the run's log."""
+    log = run.work_dir / RUN_LOG
+    with contextlib.nullcontext() if verbose else capture_output(log):
+        try:
+            evaluations = max_iters(run) if run.stage is Stage.ROBUSTNESS else 0
+            return execute(run, hooks=[_ReportProgress(run.name, evaluations)])
+        except BaseException:
+            traceback.print_exc()  # into the run's log
+            raise
 
 
 class _InThisProcess:
-    """A pool of one, in this process (``jobs=1``): ``submit`` runs the run now."""
+    """A pool of one, in this process (``jobs=1``): ``submit`` runs the run now, its progress
+    shown as it goes."""
 
-    def __init__(self, progress: _ShowAtOnce, threads: int) -> None:
-        _start_worker(progress, threads)
+    def __init__(self, meter: '_Meter', threads: int) -> None:
+        _start_worker(meter, threads)
 
     def submit(self, fn, *args) -> Future:
         future = Future()
@@ -129,76 +128,60 @@ class _InThisProcess:
             future.set_exception(err)
         return future
 
-    def __enter__(self) -> '_InThisProcess':
-        return self
-
-    def __exit__(self, *exc) -> None:
+    def shutdown(self) -> None:
         return None
 
 
-def _work(run: PlannedRun, verbose: bool):
-    """A worker's job: one run, its output in the run's log."""
-    log = run.work_dir / RUN_LOG
-    with contextlib.nullcontext() if verbose else capture_output(log):
-        try:
-            evaluations = max_iters(run) if run.stage == 'robustness' else 0
-            return execute(run, hooks=[_ReportProgress(run.name, evaluations)])
-        except BaseException:
-            traceback.print_exc()  # into the run's log
-            raise
-
-
-class _Board:
-    """The console's view of the runs in progress: one line, updated in place on a terminal."""
+class _Meter:
+    """The console's view of the runs in progress: tqdm's meter over the steps of every run
+    (so its rate and time left count the runs going on side by side), and each running run's
+    step, loss and last metric."""
 
     def __init__(self, console: Console, expected: Dict[str, int]) -> None:
         self.console = console
-        self.expected = dict(expected)       # name -> iterations, corrected as runs report
+        self.expected = dict(expected)   # name -> steps, corrected as runs report
         self.start = time.time()
-        self.runs: Dict[str, tuple] = {}     # name -> (label, start time)
-        self.state: Dict[str, tuple] = {}    # name -> (iteration, of, loss, metric)
-        self.finished_iters = 0
+        self.running: Dict[str, Tuple[str, tuple]] = {}   # name -> (label, last report)
+        self.finished_steps = 0
 
     def begin(self, name: str, label: str) -> None:
-        self.runs[name] = (label, time.time())
+        self.running[name] = (label, ())
 
     def end(self, name: str) -> None:
-        self.runs.pop(name, None)
-        self.state.pop(name, None)
-        self.finished_iters += self.expected[name]
+        if self.running.pop(name, None) is not None:
+            self.finished_steps += self.expected[name]
 
-    def show(self, name: str, it: int, of: int, loss: float, metric: str) -> None:
-        """A run's progress; the suite's time left comes from the iterations done so far, all
-        runs together (which counts the runs going on side by side)."""
-        self.state[name] = (it, of, loss, metric)
-        self.expected[name] = of
-        now = time.time()
-        done = self.finished_iters + sum(s[0] for s in self.state.values())
-        parts = []
-        for run, (i, n, loss_, metric_) in self.state.items():
-            label, start = self.runs.get(run, (run, now))
-            step = (f'evaluation {i}/{n}' if math.isnan(loss_)  # a robustness evaluation
-                    else f'iter {i}/{n} loss {loss_:.3f}')
-            parts.append(f'{label}: {step}{metric_}, run left '
-                         f'{clock((now - start) / max(i, 1) * (n - i))}')
-        suite_left = (now - self.start) / max(done, 1) * (sum(self.expected.values()) - done)
-        self.console.update(' | '.join(parts) + f' | suite left ~{clock(suite_left)}',
-                            force=it == of)
+    def put(self, message: tuple) -> None:
+        """A run's progress: (name, step, steps, loss, last metric)."""
+        from tqdm import tqdm
+        name, step, steps, loss, metric = message
+        self.expected[name] = steps
+        label = self.running.get(name, (name, ()))[0]
+        self.running[name] = (label, message)
+        parts = [f'{label}: ' + (f'evaluation {i}/{n}' if math.isnan(l)  # robustness
+                                 else f'iter {i}/{n} loss {l:.3f}') + m
+                 for label, (_, i, n, l, m) in ((lb, r) for lb, r in self.running.values() if r)]
+        done = self.finished_steps + sum(r[1] for _, r in self.running.values() if r)
+        meter = tqdm.format_meter(done, sum(self.expected.values()), time.time() - self.start,
+                                  prefix='suite', unit='step', ascii=True)
+        self.console.update(meter + ' | ' + ' | '.join(parts), force=step == steps)
 
 
 class LocalExecutor(Executor):
     """The unfinished runs on this machine, ``jobs`` at a time (see the module's docstring).
 
-    Each run is claimed before it starts (:meth:`cb_transfer.run_dir.RunDir.claim`); a run held
-    by another live process (a second invocation on the same work dir, a Slurm job) is waited
-    for, and the runs that start from it wait with it.
+    The loop claims each run for this process before it starts; a run held by another live
+    process (a second invocation on the same work dir, a Slurm job) is waited for, and the runs
+    that start from it wait with it.
     """
 
     def __init__(self, jobs: Optional[int] = None, threads: Optional[int] = None,
                  verbose: bool = False) -> None:
-        self.jobs = jobs or default_jobs()
+        self.jobs = self.slots = jobs or default_jobs()
         self.threads = threads or max(1, (os.cpu_count() or 1) // self.jobs)
         self.verbose = verbose
+        self.futures: Dict[str, Future] = {}
+        self.pool = self.progress = self.meter = None
 
     def describe(self, plan: Plan, run: PlannedRun) -> str:
         weights = f' from {run.weights.describe()}' if run.weights else ''
@@ -206,95 +189,55 @@ class LocalExecutor(Executor):
                 f'{"this process" if self.jobs == 1 else "a worker process"}, '
                 f'{self.threads} thread{"s" * (self.threads > 1)}')
 
-    def carry_out(self, plan: Plan, console: Console) -> List[str]:
-        return run_local(plan, console, self.jobs, self.threads, self.verbose)
+    def begin(self, todo: List[PlannedRun], console: Console) -> None:
+        console.line(f'{len(todo)} run{"s" * (len(todo) != 1)} to go, {self.jobs} at a time, '
+                     f'{self.threads} thread{"s" * (self.threads > 1)} each')
+        self.meter = _Meter(console, {r.name: max_iters(r) for r in todo})
+        self.labels = {r.name: f'[{i}/{len(todo)}] {r.name}' for i, r in enumerate(todo, 1)}
+        if self.jobs == 1:  # no worker to start: each run here, in turn
+            self.pool = _InThisProcess(self.meter, self.threads)
+        else:
+            context = multiprocessing.get_context('spawn')
+            self.progress = context.Queue()
+            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=context,
+                                            initializer=_start_worker,
+                                            initargs=(self.progress, self.threads))
 
+    def start(self, plan: Plan, run: PlannedRun, note: str,
+              upstream: Optional[Job]) -> Tuple[Job, str]:
+        log = run.work_dir / RUN_LOG
+        line = f'{run.name}: {note}' + ('' if self.verbose else f', log: {log}')
+        self.meter.begin(run.name, self.labels.get(run.name, run.name))
+        self.futures[run.name] = self.pool.submit(_work, run, self.verbose)
+        return self.poll(run), line
 
-def run_local(plan: Plan, console: Console, jobs: int, threads: int,
-              verbose: bool = False) -> List[str]:
-    """Run every unfinished run of ``plan`` on this machine, each after the run it starts from.
-    A run that fails is reported with its log and the error, and the runs that start from it are
-    skipped; the others go on.
+    def poll(self, run: PlannedRun) -> Optional[Job]:
+        future = self.futures.get(run.name)
+        if future is None:
+            return None
+        log = None if self.verbose else run.work_dir / RUN_LOG
+        if not future.done():
+            return Job(Phase.RUNNING, log=log)
+        err = future.exception()
+        return Job(Phase.ENDED, detail=f'{type(err).__name__}: {err}' if err else '', log=log)
 
-    Returns:
-        The names of the runs that failed or could not start.
-    """
-    todo = [r for r in plan.runs if not RunDir(r.work_dir).finished]
-    if not todo:
-        return []
-    board = _Board(console, {r.name: max_iters(r) for r in todo})
-    console.line(f'{len(todo)} run{"s" * (len(todo) != 1)} to go, {jobs} at a time, '
-                 f'{threads} thread{"s" * (threads > 1)} each')
-    numbers = {r.name: i for i, r in enumerate(todo, 1)}
-    label = {r.name: f'[{numbers[r.name]}/{len(todo)}] {r.name}' for r in todo}
-    waiting, running, failed, started, held = list(todo), {}, [], {}, {}
-    if jobs == 1:  # no worker to start: each run here, in turn, its progress shown at once
-        progress, pool = None, _InThisProcess(_ShowAtOnce(board), threads)
-    else:
-        context = multiprocessing.get_context('spawn')
-        progress = context.Queue()
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                   initializer=_start_worker, initargs=(progress, threads))
-    with pool:
-        while waiting or running:
-            for run in list(waiting):
-                upstream = plan.waits_for(run)
-                run_dir = RunDir(run.work_dir)
-                if run_dir.finished:  # by the invocation that held it
-                    waiting.remove(run)
-                    console.line(f'{label[run.name]}: done by '
-                                 f'{held.pop(run.name, "another invocation on this work dir")}')
-                elif upstream is not None and upstream.name in failed:
-                    waiting.remove(run)
-                    failed.append(run.name)
-                    console.line(f'{label[run.name]}: skipped, its upstream run {upstream.name} '
-                                 'failed')
-                elif len(running) < jobs and (upstream is None
-                                              or RunDir(upstream.work_dir).finished):
-                    try:
-                        taken_over = run_dir.claim()
-                    except RunHeld as err:
-                        if run.name not in held:
-                            held[run.name] = err.holder.describe()
-                            console.line(f'{label[run.name]}: held by {held[run.name]}; '
-                                         'waiting for it')
-                        continue
-                    held.pop(run.name, None)
-                    waiting.remove(run)
-                    if taken_over is not None:
-                        console.line(f'{label[run.name]}: took over the claim of '
-                                     f'{taken_over.describe()}, which is no longer running')
-                    console.line(f'{label[run.name]}: {prepare(run)}'
-                                 + ('' if verbose else f', log: {run_dir.path / RUN_LOG}'))
-                    running[pool.submit(_work, run, verbose)] = run
-                    started[run.name] = time.time()
-                    board.begin(run.name, label[run.name])
-            finished, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
-            if not running and waiting:
-                time.sleep(0.5)  # only runs held elsewhere, or waiting on them
-            _drain(progress, board)
-            for future in finished:
-                run = running.pop(future)
-                RunDir(run.work_dir).release()
-                board.end(run.name)
-                log = run.work_dir / RUN_LOG
-                try:
-                    record = future.result()
-                except Exception as err:
-                    failed.append(run.name)
-                    console.line(f'{label[run.name]}: FAILED ({type(err).__name__}: {err}); '
-                                 f'log: {log}')
-                else:
-                    console.line(f'{label[run.name]}: done in '
-                                 f'{clock(time.time() - started[run.name])}, '
-                                 f'{_summary(record.metrics)}')
-    return failed
+    def update(self, statuses: List[Status], console: Console) -> None:
+        while self.progress is not None:
+            try:
+                self.meter.put(self.progress.get_nowait())
+            except queue.Empty:
+                break
+        for name, future in self.futures.items():
+            if future.done():
+                self.meter.end(name)
 
+    def wait(self, timeout: float) -> None:
+        running = [f for f in self.futures.values() if not f.done()]
+        if running:
+            wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+        else:  # only runs held elsewhere, or waiting on them
+            time.sleep(timeout)
 
-
-def _drain(progress: Optional[multiprocessing.Queue], board: _Board) -> None:
-    while progress is not None:
-        try:
-            board.show(*progress.get_nowait())
-        except queue.Empty:
-            return
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()

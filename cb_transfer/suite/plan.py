@@ -51,6 +51,7 @@ checkpoint (``<protocol>/<config>/pair<r>/seed<s>``). Fine-tuning seeds are nest
 the statistics take the pair as the unit (:mod:`cb_transfer.results.stats`). Runs that no
 upstream run feeds have no pair: ``<protocol>/<config>/seed<s>``.
 """
+import enum
 import os.path as osp
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,12 +61,26 @@ from mmengine.config import Config
 
 from ..config_lookup import find_config, find_suite
 from ..experiment import CONTROL, arm_options, differences  # CONTROL: the compared-with arm
+from ..run_dir import ROBUSTNESS
 
 ENTRY_KEYS = ('weights', 'seeds', 'protocol')   # what an entry holds besides its arms
 ZOO_PAIR = 'zoo-pair'
 UPSTREAM = 'upstream'
 TWO_STAGE, CB_AT_FINETUNE, ZOO_CHECK, PRETRAINING = (
     'two-stage', 'cb-at-finetune', 'zoo-check', 'pretraining')
+
+
+class Stage(str, enum.Enum):
+    """What a run does; the value is the name records and work dirs use."""
+    PRETRAINING = 'upstream'      # an arm trained from scratch on ImageNet
+    FINETUNING = 'downstream'     # an arm fine-tuned on a downstream task
+    ROBUSTNESS = 'robustness'     # a fine-tuned checkpoint evaluated under corruptions
+
+    @property
+    def trains(self) -> bool:
+        """It trains a model (and so has its own row in the tables); otherwise it evaluates the
+        checkpoint of the run it follows and is read with that run."""
+        return self is not Stage.ROBUSTNESS
 
 
 class SuiteError(ValueError):
@@ -88,7 +103,7 @@ class PlannedRun:
     """One training run (then its test): everything an executor needs, nothing it must look up."""
     name: str                      # e.g. 'two-stage/upernet_..._ade20k-64x64/seed0'
     suite: str                     # the suite's name (its file's stem)
-    stage: str                     # 'upstream', 'downstream' or 'robustness'
+    stage: Stage
     arm: str                       # 'plain' (the control), 'cb', or any treatment's name
     config: str                    # absolute path
     seed: int
@@ -114,12 +129,6 @@ class PlannedRun:
         """The config keys this run sets: the suite's options, its seed and its protocol."""
         return {**self.options, 'randomness.seed': self.seed, 'protocol': self.protocol}
 
-    def options_as_args(self) -> List[str]:
-        """``overrides`` as ``--cfg-options`` arguments."""
-        import json
-        return [f'{k}={v if isinstance(v, str) else json.dumps(v)}'
-                for k, v in self.overrides.items()]
-
 
 @dataclass
 class Plan:
@@ -140,10 +149,6 @@ class Plan:
         return self.run(run.after) if run.after else None
 
     @property
-    def configs(self) -> List[str]:
-        return sorted({r.config for r in self.runs})
-
-    @property
     def name(self) -> str:
         return Path(self.suite_file).stem
 
@@ -152,8 +157,8 @@ class Plan:
         def count(n: int, what: str) -> str:
             return f'{n} {what}{"s" * (n != 1)}'
 
-        up = [r for r in self.runs if r.stage == 'upstream']
-        down = [r for r in self.runs if r.stage == 'downstream']
+        up = [r for r in self.runs if r.stage is Stage.PRETRAINING]
+        down = [r for r in self.runs if r.stage is Stage.FINETUNING]
         parts = []
         if up:
             pairs = sorted({r.pair for r in up})
@@ -176,7 +181,7 @@ class Plan:
                 seeds = sorted({s for _, s in shapes.values()})
                 parts.append(f'{len(down)} fine-tuning: {shape[0]}, each with {pairs[0]} to '
                              f'{pairs[-1]} pairs of {seeds[0]} to {seeds[-1]} seeds')
-        robust = [r for r in self.runs if r.stage == 'robustness']
+        robust = [r for r in self.runs if r.stage is Stage.ROBUSTNESS]
         if robust:
             from ..robustness.metrics import is_benchmark
             sample = robust[0]
@@ -388,7 +393,7 @@ def _robustness_runs(spec, runs: List[PlannedRun], where: str) -> List[PlannedRu
     if any(s not in SEVERITIES for s in severities):
         raise SuiteError(f'{where}: severities={list(severities)} must be among {SEVERITIES}')
     entries = spec.get('entries')
-    downstream = [r for r in runs if r.stage == 'downstream']
+    downstream = [r for r in runs if r.stage is Stage.FINETUNING]
     configs = list(dict.fromkeys(r.config for r in downstream))
     chosen = set(configs)
     if entries is not None:
@@ -402,9 +407,9 @@ def _robustness_runs(spec, runs: List[PlannedRun], where: str) -> List[PlannedRu
             raise SuiteError(f'{where}: entries {bad} are not indices of downstream ({have})')
         chosen = set().union(*(by_entry[e] for e in entries))
     return [PlannedRun(
-        name=f'{run.name}/robustness', suite=run.suite, stage='robustness', arm=run.arm,
+        name=f'{run.name}/{ROBUSTNESS}', suite=run.suite, stage=Stage.ROBUSTNESS, arm=run.arm,
         config=run.config, seed=run.seed, protocol=run.protocol,
-        work_dir=run.work_dir / 'robustness', options=run.options,
+        work_dir=run.work_dir / ROBUSTNESS, options=run.options,
         weights=Weights(run=run.name, work_dir=run.work_dir), pair=run.pair, after=run.name,
         entry=run.entry, corruptions=corruptions, severities=severities)
         for run in downstream if run.config in chosen]
@@ -462,7 +467,7 @@ def load_plan(suite: str, work_dir: Optional[str] = None) -> Plan:
             for arm, config in arms.items():
                 run = PlannedRun(
                     name=f'{UPSTREAM}/{Path(config).stem}/seed{pair}', suite=suite_name,
-                    stage='upstream', arm=arm, config=config, seed=pair, protocol=PRETRAINING,
+                    stage=Stage.PRETRAINING, arm=arm, config=config, seed=pair, protocol=PRETRAINING,
                     work_dir=root / UPSTREAM / Path(config).stem / f'seed{pair}',
                     options=options_for(config), pair=pair)
                 upstream[name]['pairs'][pair][arm] = run
@@ -501,7 +506,7 @@ def load_plan(suite: str, work_dir: Optional[str] = None) -> Plan:
                     if name in {r.name for r in runs}:
                         raise SuiteError(f'{entry_where}: {name} is planned twice')
                     runs.append(PlannedRun(
-                        name=name, suite=suite_name, stage='downstream', arm=arm, config=config,
+                        name=name, suite=suite_name, stage=Stage.FINETUNING, arm=arm, config=config,
                         seed=int(s), protocol=arm_protocol, work_dir=root / name,
                         options=options_for(config), weights=weights, pair=pair,
                         after=weights.run if weights is not None else None, entry=index))

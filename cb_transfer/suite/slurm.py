@@ -7,25 +7,26 @@ through submitit, each training with mmengine's Slurm launcher and then testing
 - Preemption and time limits: submitit catches Slurm's signal and requeues the job, and a requeued
   job resumes from the newest readable checkpoint in its work dir (with ``ExactResumeHook``, to
   the same weights). A job requeued more than ``max_requeues`` times fails instead of going on.
-- A run's state is read from its work dir (the done record; submitit's files in
-  ``<work dir>/slurm/``, whose names carry the job ids; its result file) and from the scheduler
-  (``scontrol show job``), never from a list of our own that could disagree with them.
-  Submitting again is therefore safe: finished runs are skipped, queued or running jobs are left
-  alone, and failed ones (or ones stuck behind a failed upstream job) are submitted again.
+- A run's state is :func:`cb_transfer.suite.lifecycle.run_status` of its work dir and of its
+  latest job (the job ids from submitit's files in ``<work dir>/slurm/``; the job's state from
+  :func:`~cb_transfer.suite.lifecycle.slurm_job`; the error it ended with from submitit's job
+  object), never a list of our own that could disagree with them. Submitting again is therefore
+  safe: finished runs are skipped, queued or running jobs are left alone, and failed ones (or
+  ones stuck behind a failed upstream job) are submitted again (the loop,
+  :func:`cb_transfer.suite.loop.carry_out`).
 
 Needs ``sbatch``, ``scontrol`` and ``scancel`` on the PATH; without them ``--launcher slurm`` stops
 with an error rather than running the matrix on the login node.
 """
+import contextlib
 import os
-import pickle
 import re
 import shutil
 import subprocess
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Tuple
 
 import submitit
 from submitit.core.utils import JobPaths
@@ -33,19 +34,15 @@ from submitit.slurm.slurm import SlurmJobEnvironment
 
 from ..run_dir import RunDir
 from .console import Console, clock
-from .executor import Executor, prepare
 from .job import execute
+from .lifecycle import Job, Phase, Status, claimed, slurm_job
+from .loop import Executor, _count
 from .plan import Plan, PlannedRun
 
 SLURM_DIR = 'slurm'
 # submitit's name for a submission's pickle, with the job id as the group
 SUBMITTED = re.compile('^' + re.escape(JobPaths('.').submitted_pickle.name).replace('%j', r'(\d+)')
                        + '$')
-# scontrol's job states, as this executor reports them
-PENDING_STATES = {'PENDING', 'CONFIGURING', 'REQUEUED', 'REQUEUE_HOLD', 'REQUEUE_FED',
-                  'RESV_DEL_HOLD', 'SUSPENDED', 'RESIZING'}
-RUNNING_STATES = {'RUNNING', 'COMPLETING', 'STAGE_OUT', 'SIGNALING'}
-NEVER = 'DependencyNeverSatisfied'
 
 
 class SlurmUnavailable(RuntimeError):
@@ -132,43 +129,13 @@ class SlurmJob(submitit.helpers.Checkpointable):
               f'{environment.global_rank} of {environment.num_tasks} on node '
               f'{os.environ.get("SLURMD_NODENAME", environment.node)} of '
               f'{os.environ.get("SLURM_JOB_NODELIST", "?")}', flush=True)
-        run_dir = RunDir(self.run.work_dir)
-        if environment.global_rank == 0:  # before the other tasks meet it in the process group
-            taken_over = run_dir.claim()
-            if taken_over is not None:
-                print(f'took over the claim of {taken_over.describe()}', flush=True)
-            print(f'{self.run.name}: {prepare(self.run, keep=[SLURM_DIR])}', flush=True)
-        try:
+        # rank 0 claims the run before the other tasks meet it in the process group
+        with claimed(self.run, keep=[SLURM_DIR]) if environment.global_rank == 0 \
+                else contextlib.nullcontext(None) as note:
+            if note is not None:
+                print(f'{self.run.name}: {note}', flush=True)
             with distributed_session():
                 return execute(self.run, launcher='pytorch')
-        finally:
-            if environment.global_rank == 0:
-                run_dir.release()
-
-
-@dataclass
-class RunState:
-    """A run's state: 'done', 'pending', 'running', 'requeued', 'blocked' (behind a failed
-    upstream job), 'failed' or 'not submitted'."""
-    run: PlannedRun
-    state: str
-    job_id: Optional[str] = None
-    iteration: Optional[int] = None
-    log: Optional[Path] = None
-    detail: str = ''
-
-    @property
-    def queued(self) -> bool:
-        return self.state in ('pending', 'running', 'requeued')
-
-    def line(self) -> str:
-        parts = [f'{self.state:<13}', f'job {self.job_id or "-":<8}',
-                 f'iter {self.iteration if self.iteration is not None else "-":<7}', self.run.name]
-        if self.log:
-            parts.append(f'log {self.log}')
-        if self.detail:
-            parts.append(f'({self.detail})')
-        return ' '.join(map(str, parts))
 
 
 def job_ids(run: PlannedRun) -> List[str]:
@@ -185,61 +152,18 @@ def job_paths(work_dir: Path, job_id: str, task: int = 0) -> JobPaths:
     return JobPaths(Path(work_dir) / SLURM_DIR, job_id, task)
 
 
-def scheduler_view(job_id: str) -> Optional[Dict[str, str]]:
-    """scontrol's fields of a job (JobState, Reason, Restarts, ...), or None once Slurm has
-    forgotten it."""
-    proc = subprocess.run(['scontrol', 'show', 'job', '-o', job_id], capture_output=True,
-                          text=True)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        return None
-    return dict(re.findall(r'(\w+)=(\S*)', proc.stdout))
-
-
-def _result(run: PlannedRun, job_id: str) -> Optional[str]:
-    """'success', the error's last line, or None: what submitit recorded when the job ended."""
-    path = job_paths(run.work_dir, job_id).result_pickle
-    if not path.is_file():
-        return None
-    try:
-        with open(path, 'rb') as f:
-            outcome, value = pickle.load(f)  # written by our own job, in our own work dir
-    except Exception:
-        return None
-    return 'success' if outcome == 'success' else str(value).strip().splitlines()[-1]
-
-
-def run_state(run: PlannedRun) -> RunState:
-    """The state of ``run`` from its work dir and the scheduler."""
-    ids = job_ids(run)
-    job = ids[-1] if ids else None
-    run_dir = RunDir(run.work_dir)
-    log = job_paths(run.work_dir, job).stdout if job else None
-    state = RunState(run, 'not submitted', job, run_dir.iteration_reached(), log)
-    if run_dir.finished:
-        state.state = 'done'
-        return state
-    if job is None:
-        return state
-    view = scheduler_view(job)
-    if view is not None:
-        slurm_state, restarts = view.get('JobState', '?'), int(view.get('Restarts', '0') or 0)
-        if slurm_state in PENDING_STATES and view.get('Reason') == NEVER:
-            state.state, state.detail = 'blocked', 'its upstream job failed'
-        elif slurm_state in PENDING_STATES | RUNNING_STATES:
-            state.state = ('requeued' if restarts else
-                           'running' if slurm_state in RUNNING_STATES else 'pending')
-            if restarts:
-                state.detail = f'restart {restarts}, {slurm_state.lower()}'
-        else:
-            state.state = 'failed'
-            state.detail = f'Slurm: {slurm_state}'
-    else:
-        state.state = 'failed'
-    if state.state == 'failed':
-        result = _result(run, job)
-        if result and result != 'success':
-            state.detail = (state.detail + '; ' if state.detail else '') + result
-    return state
+def _error(run: PlannedRun, job_id: str) -> str:
+    """The last line of the error a job ended with, as submitit recorded it; '' for none."""
+    job = submitit.SlurmJob(run.work_dir / SLURM_DIR, job_id)
+    if not job.paths.result_pickle.is_file():
+        return ''
+    error = job.exception()  # at once: the result is there
+    if error is None:
+        return ''
+    # submitit's message holds the job's traceback between two rulers
+    text = str(error).split('-' * 22)
+    lines = (text[1] if len(text) > 2 else str(error)).strip().splitlines()
+    return lines[-1] if lines else ''
 
 
 def _sbatch_flags(params: dict) -> str:
@@ -252,17 +176,20 @@ def _sbatch_flags(params: dict) -> str:
     return ' '.join(f'--{k.replace("_", "-")}={v}' for k, v in flags.items())
 
 
-def _count(states: Sequence[RunState]) -> str:
-    return ', '.join(f'{n} {s}' for s, n in sorted(Counter(s.state for s in states).items()))
-
-
 class SlurmExecutor(Executor):
     """Every unfinished run a Slurm job, submitted at once; fine-tuning jobs wait for their
-    pretraining job (``afterok``). With ``wait``, blocks until no job is queued."""
+    pretraining job (``afterok``). With ``wait``, the loop waits until no job is queued."""
+
+    slots = None
+    chains = True
+    claims_here = False   # the job claims its run
+    started_words = ('job', 'submitted')
 
     def __init__(self, resources: SlurmResources, wait: bool = False,
                  poll_s: float = 30.0) -> None:
-        self.resources, self.wait_for_jobs, self.poll_s = resources, wait, poll_s
+        self.resources, self.waits, self.poll_s = resources, wait, poll_s
+        self._counts: Optional[str] = None
+        self._began = time.time()
 
     def _executor(self, run: PlannedRun, dependency: Optional[str]) -> submitit.SlurmExecutor:
         executor = submitit.SlurmExecutor(folder=run.work_dir / SLURM_DIR,
@@ -273,82 +200,42 @@ class SlurmExecutor(Executor):
     def describe(self, plan: Plan, run: PlannedRun) -> str:
         upstream = plan.waits_for(run)
         dependency = None
-        if upstream is not None and not RunDir(upstream.work_dir).finished:
+        if upstream is not None and not RunDir(upstream.work_dir).done:
             dependency = f'afterok:<job of {upstream.name}>'
         return f'{run.name}: sbatch {_sbatch_flags(self.resources.sbatch_parameters(run, dependency))}'
 
-    def dry_run(self, plan: Plan, console: Console) -> None:
-        for run in plan.runs:
-            state = run_state(run)
-            if state.state != 'done' and not state.queued:
-                console.line(f'[{state.state}] {self.describe(plan, run)}')
-
-    def submit(self, plan: Plan, console: Console) -> List[RunState]:
-        """Submit every run that is neither finished nor queued; returns the runs' states
-        afterwards."""
+    def start(self, plan: Plan, run: PlannedRun, note: str,
+              upstream: Optional[Job]) -> Tuple[Job, str]:
         require_slurm()
-        states: Dict[str, RunState] = {}
-        jobs: Dict[str, str] = {}      # run name -> the job that will finish it
-        resubmitted = set()
-        for run in plan.runs:
-            state = run_state(run)
-            states[run.name] = state
-            upstream = plan.waits_for(run)
-            waits_on_new_job = upstream is not None and upstream.name in resubmitted
-            if state.state == 'done' or (state.queued and not
-                                         (waits_on_new_job and state.state == 'pending')):
-                if state.queued:
-                    jobs[run.name] = state.job_id
-                continue
-            if upstream is not None and states[upstream.name].state in ('failed', 'blocked') \
-                    and upstream.name not in resubmitted:
-                continue  # its upstream run could not be submitted
-            dependency = None
-            if upstream is not None and states[upstream.name].state != 'done':
-                dependency = f'afterok:{jobs[upstream.name]}'
-            resubmitted.add(run.name)
-            if state.queued or state.state == 'blocked':
-                subprocess.run(['scancel', state.job_id], check=False)  # waits on a failed job
-            job = self._executor(run, dependency).submit(
-                SlurmJob(run, self.resources.max_requeues))
-            jobs[run.name] = job.job_id
-            console.line(f'submitted {run.name}: job {job.job_id}'
-                         + (f' ({dependency})' if dependency else ''))
-            states[run.name] = RunState(run, 'pending', job.job_id, state.iteration,
-                                        job_paths(run.work_dir, job.job_id).stdout)
-        done = sum(s.state == 'done' for s in states.values())
-        queued = sum(s.queued for s in states.values()) - len(resubmitted)
-        console.line(f'{len(resubmitted)} job{"s" * (len(resubmitted) != 1)} submitted; '
-                     f'{done} run{"s" * (done != 1)} already done, {queued} already queued')
-        return [states[r.name] for r in plan.runs]
+        previous = self.poll(run)
+        if previous is not None and previous.phase is not Phase.ENDED:
+            # queued behind a job its upstream run no longer is (failed, or submitted again)
+            subprocess.run(['scancel', previous.id], check=False)
+        dependency = f'afterok:{upstream.id}' if upstream is not None else None
+        job = self._executor(run, dependency).submit(SlurmJob(run, self.resources.max_requeues))
+        line = f'submitted {run.name}: job {job.job_id}' + (f' ({dependency})' if dependency
+                                                             else '')
+        return Job(Phase.QUEUED, job.job_id, log=job.paths.stdout), line
 
-    def carry_out(self, plan: Plan, console: Console) -> Optional[List[str]]:
-        self.submit(plan, console)
-        if not self.wait_for_jobs:
+    def poll(self, run: PlannedRun) -> Optional[Job]:
+        ids = job_ids(run)
+        if not ids:
             return None
-        states = self.wait(plan, console)
-        unfinished = [s for s in states if s.state != 'done']
-        for state in unfinished:
-            console.line(state.line())
-        return [s.run.name for s in unfinished]
+        view = slurm_job(ids[-1])
+        detail = view.detail
+        if view.phase is Phase.ENDED:
+            error = _error(run, view.id)
+            detail = '; '.join(filter(None, [detail, error]))
+        return Job(view.phase, view.id, view.blocked, detail, job_paths(run.work_dir, view.id).stdout)
 
-    def status(self, plan: Plan, console: Console) -> None:
-        require_slurm()
-        states = [run_state(run) for run in plan.runs]
-        for state in states:
-            console.line(state.line())
-        console.line(_count(states))
+    def status_line(self, run: PlannedRun, status: Status) -> str:
+        return status.line(RunDir(run.work_dir).iteration_reached())
 
-    def wait(self, plan: Plan, console: Console) -> List[RunState]:
-        """Block until no run is pending or running, printing a line whenever the counts
-        change."""
-        start, last = time.time(), None
-        while True:
-            states = [run_state(run) for run in plan.runs]
-            summary = _count(states)
-            if summary != last:
-                console.line(f'[{clock(time.time() - start)}] {summary}')
-                last = summary
-            if not any(s.queued for s in states):
-                return states
-            time.sleep(self.poll_s)
+    def update(self, statuses: List[Status], console: Console) -> None:
+        """While waiting: a line whenever the counts by state change."""
+        if not self.waits:
+            return
+        counts = _count(statuses)
+        if counts != self._counts:
+            console.line(f'[{clock(time.time() - self._began)}] {counts}')
+            self._counts = counts

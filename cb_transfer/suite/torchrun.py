@@ -6,11 +6,10 @@ import os
 import shlex
 import subprocess
 import sys
-from typing import List
+from typing import Dict, List, Optional, Tuple
 
-from ..run_dir import RunDir, RunHeld
-from .console import Console
-from .executor import Executor, prepare
+from .lifecycle import Job, Phase
+from .loop import Executor
 from .plan import Plan, PlannedRun
 
 
@@ -21,10 +20,13 @@ def show(cmd: List[str]) -> str:
 class TorchrunExecutor(Executor):
     """Runs each unfinished run through torchrun with ``nproc`` processes on this node (more
     nodes: ``NNODES``, ``NODE_RANK``, ``MASTER_ADDR`` and ``PORT`` in the environment, as for
-    ``tools/dist_train.sh``)."""
+    ``tools/dist_train.sh``), one at a time."""
+
+    slots = 1
 
     def __init__(self, nproc: int) -> None:
         self.nproc = nproc
+        self.launches: Dict[str, subprocess.Popen] = {}
 
     def command(self, plan: Plan, run: PlannedRun) -> List[str]:
         env = os.environ
@@ -40,31 +42,30 @@ class TorchrunExecutor(Executor):
         weights = f' (weights: {run.weights.describe()})' if run.weights else ''
         return f'{run.name}{weights}: {show(self.command(plan, run))}'
 
-    def carry_out(self, plan: Plan, console: Console) -> List[str]:
-        todo = [r for r in plan.runs if not RunDir(r.work_dir).finished]
-        failed: List[str] = []
-        for index, run in enumerate(todo, 1):
-            label = f'[{index}/{len(todo)}] {run.name}'
-            upstream = plan.waits_for(run)
-            if upstream is not None and upstream.name in failed:
-                console.line(f'{label}: skipped, its upstream run {upstream.name} failed')
-                failed.append(run.name)
-                continue
-            run_dir = RunDir(run.work_dir)
-            try:
-                run_dir.claim()
-            except RunHeld as err:
-                console.line(f'{label}: not run, {err}')
-                failed.append(run.name)
-                continue
-            console.line(f'{label}: {prepare(run)}, {self.nproc} processes')
-            try:
-                subprocess.run(self.command(plan, run), check=True)
-            except subprocess.CalledProcessError as err:
-                failed.append(run.name)
-                console.line(f'{label}: FAILED ({show(err.cmd)} exited {err.returncode})')
-                continue
-            finally:
-                run_dir.release()
-            console.line(f'{label}: done')
-        return failed
+    def start(self, plan: Plan, run: PlannedRun, note: str,
+              upstream: Optional[Job]) -> Tuple[Job, str]:
+        self.launches[run.name] = subprocess.Popen(self.command(plan, run))
+        return self.poll(run), f'{run.name}: {note}, {self.nproc} processes'
+
+    def poll(self, run: PlannedRun) -> Optional[Job]:
+        launch = self.launches.get(run.name)
+        if launch is None:
+            return None
+        code = launch.poll()
+        if code is None:
+            return Job(Phase.RUNNING, str(launch.pid))
+        return Job(Phase.ENDED, str(launch.pid),
+                   detail=f'{show(launch.args)} exited {code}' if code else '')
+
+    def wait(self, timeout: float) -> None:
+        running = [p for p in self.launches.values() if p.poll() is None]
+        try:
+            running and running[0].wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def close(self) -> None:
+        for launch in self.launches.values():  # only where the loop ended by an error
+            if launch.poll() is None:
+                launch.terminate()
+                launch.wait()
